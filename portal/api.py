@@ -1,0 +1,202 @@
+"""The JSON API under /api/v1 (SPEC section 6) and /health."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify, request, url_for
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import __version__, intake, openapi, settings
+from .db import db
+from .errors import ApiError
+from .models import Execution, Job, answer_counts
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health_bp = Blueprint("health", __name__)
+
+JOB_STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
+EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+MAX_LIMIT = 200
+DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+@health_bp.get("/health")
+def get_health():
+    """Reports whether the app and its database answer."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return jsonify(status="degraded", database="unreachable", version=__version__), 503
+    return jsonify(status="ok", database="ok", version=__version__)
+
+
+@bp.post("/jobs")
+def create_job():
+    """Verifies, stores and queues a signed JobSpec; the same bytes again return the job."""
+    if not request.is_json:
+        raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
+    ctx = intake_context()
+    job, created = intake.submit_jobspec(read_body(ctx.config.intake.max_body_bytes), ctx)
+    doc = {"job": job.to_dict(with_executions=True), "idempotent": not created}
+    response = jsonify(doc)
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    return response
+
+
+def intake_context() -> intake.IntakeContext:
+    """Builds the intake context from the app's settings."""
+    s = settings.current()
+    return intake.IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
+
+
+def read_body(limit: int) -> bytes:
+    """Returns the raw request body, refusing one over `limit` bytes with 413."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {limit}")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, "too_large", f"the body is over the limit of {limit} bytes")
+    return raw
+
+
+@bp.get("/jobs")
+def list_jobs():
+    """Lists jobs, newest first, by status, with a cursor."""
+    query = select(Job).order_by(Job.pk.desc())
+    status = request.args.get("status")
+    if status:
+        _check_choice("status", status, JOB_STATUSES)
+        query = query.where(Job.status == status)
+    limit, cursor = _page_args()
+    if cursor is not None:
+        query = query.where(Job.pk < cursor)
+    jobs = db.session.scalars(query.limit(limit + 1)).all()
+    page, more = jobs[:limit], len(jobs) > limit
+    counts = answer_counts([j.pk for j in page])
+    items = [j.to_dict(counts=counts[j.pk]) for j in page]
+    return jsonify(items=items, next=str(page[-1].pk) if more else None)
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    """Returns one job with its counts, executions and answers."""
+    return jsonify(job=find_job(job_id).to_dict(with_executions=True))
+
+
+def find_job(job_id: str) -> Job:
+    """Loads a job by id or raises 404 job_not_found."""
+    job = db.session.scalar(select(Job).where(Job.id == job_id))
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    return job
+
+
+@bp.get("/executions")
+def list_executions():
+    """Lists executions, filtered by job, model, region and status, with a cursor."""
+    query = select(Execution).order_by(Execution.id)
+    for name in ("job_id", "model_id", "region", "status"):
+        value = request.args.get(name)
+        if value:
+            if name == "status":
+                _check_choice("status", value, EXECUTION_STATUSES)
+            query = query.where(getattr(Execution, name) == value)
+    limit, cursor = _page_args()
+    if cursor is not None:
+        query = query.where(Execution.id > cursor)
+    rows = db.session.scalars(query.limit(limit + 1)).all()
+    page, more = rows[:limit], len(rows) > limit
+    return jsonify(items=[e.to_dict() for e in page], next=str(page[-1].id) if more else None)
+
+
+@bp.get("/executions/job/<job_id>")
+def list_job_executions(job_id: str):
+    """Lists every execution of one job, with answers, in the spec's order."""
+    job = find_job(job_id)
+    return jsonify(items=[e.to_dict(with_answers=True) for e in job.executions], next=None)
+
+
+@bp.get("/executions/<int:execution_id>")
+def get_execution(execution_id: int):
+    """Returns one execution with its answers."""
+    execution = db.session.get(Execution, execution_id)
+    if execution is None:
+        raise ApiError(404, "execution_not_found", f"no execution with id {execution_id}")
+    return jsonify(execution=execution.to_dict(with_answers=True))
+
+
+@bp.get("/models")
+def list_models():
+    """Lists the configured models."""
+    config = settings.current().config
+    items = [
+        {
+            "id": m.id,
+            "name": m.name,
+            "icon": m.icon,
+            "provider_model": m.provider_model,
+            "default": m in config.default_models(),
+        }
+        for m in config.models.values()
+    ]
+    return jsonify(items=items, next=None)
+
+
+@bp.get("/regions")
+def list_regions():
+    """Lists the configured regions, without their secrets."""
+    config = settings.current().config
+    items = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "aliases": list(r.aliases),
+            "provider": r.provider,
+            "max_concurrency": r.max_concurrency,
+            "local": r.provider == "local",
+        }
+        for r in config.regions.values()
+    ]
+    return jsonify(items=items, next=None)
+
+
+@bp.get("/questions")
+def list_questions():
+    """Lists the question bank."""
+    config = settings.current().config
+    items = [
+        {"id": q.id, "category": q.category, "prompt": q.prompt} for q in config.questions.values()
+    ]
+    return jsonify(items=items, next=None)
+
+
+@bp.get("/openapi.json")
+def get_openapi():
+    """Returns the OpenAPI 3.1 document of this API."""
+    return jsonify(openapi.document(__version__))
+
+
+def _page_args() -> tuple[int, int | None]:
+    raw_limit = request.args.get("limit", "50")
+    raw_cursor = request.args.get("cursor")
+    if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(
+            400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"limit": raw_limit}
+        )
+    if raw_cursor is not None and not DIGITS.fullmatch(raw_cursor):
+        raise ApiError(
+            400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw_cursor}
+        )
+    return int(raw_limit), int(raw_cursor) if raw_cursor is not None else None
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be one of {', '.join(choices)}", {name: value}
+        )

@@ -1,0 +1,264 @@
+"""Jobs, executions, answers and used nonces: the tables and their one JSON shape each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import db
+
+ACTIVE = ("queued", "running")
+FINISHED = ("completed", "failed", "cancelled")
+JOB_ENDED = ("completed", "partial", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    """Returns the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """Formats a UTC time as ISO-8601 with `Z`, as on the wire."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC (SQLite has no time zones) and always returns aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(200), unique=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    spec_raw: Mapped[str] = mapped_column(Text)
+    signature_scheme: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[str] = mapped_column(String(64))
+    signer_kid: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    models: Mapped[list] = mapped_column(JSON)
+    regions: Mapped[list] = mapped_column(JSON)
+    questions: Mapped[list] = mapped_column(JSON)
+    runs: Mapped[int] = mapped_column(Integer, default=1)
+    min_regions: Mapped[int | None] = mapped_column(Integer)
+    min_success_rate: Mapped[float | None] = mapped_column(Float)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    comparison_cache: Mapped[dict | None] = mapped_column(JSON)
+
+    executions: Mapped[list[Execution]] = relationship(
+        back_populates="job", order_by="Execution.position", lazy="selectin"
+    )
+
+    @property
+    def ended(self) -> bool:
+        return self.status in JOB_ENDED
+
+    def to_dict(self, counts: dict | None = None, with_executions: bool = False) -> dict:
+        """Serializes the job; `counts` from `answer_counts`, executions on request."""
+        counts = counts if counts is not None else answer_counts([self.pk]).get(self.pk, {})
+        doc = {
+            "id": self.id,
+            "status": self.status,
+            "spec_hash": self.spec_hash,
+            "signature_scheme": self.signature_scheme,
+            "public_key": self.public_key,
+            "signer_kid": self.signer_kid,
+            "source": self.source,
+            "models": list(self.models),
+            "regions": list(self.regions),
+            "questions": list(self.questions),
+            "runs": self.runs,
+            "constraints": {
+                "min_regions": self.min_regions,
+                "min_success_rate": self.min_success_rate,
+            },
+            "counts": counts,
+            "meets_constraints": meets_constraints(self, counts) if self.ended else None,
+            "submitted_at": iso(self.submitted_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "deadline_at": iso(self.deadline_at),
+            "cancel_requested": self.cancel_requested_at is not None,
+        }
+        if with_executions:
+            doc["executions"] = [e.to_dict(with_answers=True) for e in self.executions]
+        return doc
+
+
+class Execution(db.Model):
+    __tablename__ = "executions"
+    __table_args__ = (UniqueConstraint("job_id", "model_id", "region"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[str] = mapped_column(String(200), index=True)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_icon: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(100), index=True)
+    region_name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="executions")
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="execution", order_by="(Answer.question_index, Answer.run)", lazy="selectin"
+    )
+
+    def to_dict(self, with_answers: bool = False) -> dict:
+        """Serializes the execution; every execution carries model_id, model_name and region."""
+        doc = {
+            "id": self.id,
+            "job_id": self.job_id,
+            "model_id": self.model_id,
+            "model_name": self.model_name,
+            "model_icon": self.model_icon,
+            "region": self.region,
+            "region_name": self.region_name,
+            "provider": self.provider,
+            "provider_model": self.provider_model,
+            "status": self.status,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "error": self.error,
+        }
+        if with_answers:
+            doc["answers"] = [a.to_dict() for a in self.answers]
+        return doc
+
+
+class Answer(db.Model):
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("execution_id", "question_index", "run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), index=True
+    )
+    question_index: Mapped[int] = mapped_column(Integer)
+    question_id: Mapped[str | None] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    run: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    output: Mapped[str | None] = mapped_column(Text)
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str | None] = mapped_column(String(16))
+    provider_model: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    classification: Mapped[str | None] = mapped_column(String(32))
+
+    execution: Mapped[Execution] = relationship(back_populates="answers")
+
+    def to_dict(self) -> dict:
+        """Serializes the answer with its timings and classification."""
+        return {
+            "id": self.id,
+            "execution_id": self.execution_id,
+            "question_index": self.question_index,
+            "question_id": self.question_id,
+            "prompt": self.prompt,
+            "run": self.run,
+            "status": self.status,
+            "output": self.output,
+            "output_sha256": self.output_sha256,
+            "error": self.error,
+            "attempts": self.attempts,
+            "provider": self.provider,
+            "provider_model": self.provider_model,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "latency_ms": self.latency_ms,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "classification": self.classification,
+        }
+
+
+class UsedNonce(db.Model):
+    """A `metadata.nonce` already used by a key; unique per key (SPEC section 4)."""
+
+    __tablename__ = "used_nonces"
+
+    public_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def answer_counts(job_pks: list[int]) -> dict[int, dict]:
+    """Counts answers by status for each job in one query: {job_pk: {"total", "queued", ...}}."""
+    if not job_pks:
+        return {}
+    rows = db.session.execute(
+        select(Job.pk, Answer.status, func.count(Answer.id))
+        .join(Execution, Execution.job_id == Job.id)
+        .join(Answer, Answer.execution_id == Execution.id)
+        .where(Job.pk.in_(job_pks))
+        .group_by(Job.pk, Answer.status)
+    ).all()
+    counts = {
+        pk: {"total": 0, "queued": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        for pk in job_pks
+    }
+    for pk, status, n in rows:
+        counts[pk][status] = n
+        counts[pk]["total"] += n
+    return counts
+
+
+def meets_constraints(job: Job, counts: dict) -> bool:
+    """Says whether a finished job met its `min_regions` and `min_success_rate`."""
+    total = counts.get("total", 0)
+    rate = counts.get("completed", 0) / total if total else 0.0
+    if job.min_success_rate is not None and rate < job.min_success_rate:
+        return False
+    if job.min_regions:
+        regions_ok = {e.region for e in job.executions if e.status == "completed"}
+        if len(regions_ok) < job.min_regions:
+            return False
+    return total > 0

@@ -1,0 +1,112 @@
+"""Runtime settings read from the environment at start-up (SPEC section 3), never at import."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app
+
+from . import signing, trust
+from .config import BeaconConfig, ConfigError, load_config
+
+ENV_NAMES = (
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "BEACON_ENV",
+    "BEACON_CONFIG",
+    "BEACON_SIGNING_KEY",
+    "BEACON_TRUSTED_KEYS",
+    "BEACON_MAX_CONCURRENCY",
+    "BEACON_ADMIN_TOKEN",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the portal read at start-up; one per app."""
+
+    env: str
+    config: BeaconConfig
+    trusted_keys: list[trust.TrustedKey]
+    signing_seed: bytes
+    portal_public_key: str
+    admin_token: str | None
+
+
+def current() -> Settings:
+    """Returns the settings of the app in context."""
+    return current_app.extensions["beacon"]
+
+
+def load_settings(app: Flask, overrides: dict) -> Settings:
+    """Reads the environment (with `overrides` first) into app config and a `Settings`."""
+
+    def get(name: str) -> str | None:
+        value = overrides.get(name, os.environ.get(name))
+        return None if value is None or value == "" else str(value)
+
+    env = get("BEACON_ENV") or "development"
+    if env not in ("development", "production"):
+        raise ConfigError(
+            "environment", "BEACON_ENV", f"must be development or production, not {env!r}"
+        )
+    secret = get("SECRET_KEY")
+    if secret is None:
+        if env == "production":
+            raise ConfigError("environment", "SECRET_KEY", "required when BEACON_ENV=production")
+        secret = secrets.token_hex(32)
+    app.config["SECRET_KEY"] = secret
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(get("DATABASE_URL"), app.instance_path)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    config = load_config(get("BEACON_CONFIG"), get("BEACON_MAX_CONCURRENCY"))
+    try:
+        trusted = trust.parse_trusted_keys(get("BEACON_TRUSTED_KEYS"))
+    except ValueError as exc:
+        raise ConfigError("environment", "BEACON_TRUSTED_KEYS", str(exc)) from None
+    seed = _signing_seed(get("BEACON_SIGNING_KEY"), Path(app.instance_path))
+    app.config["MAX_CONTENT_LENGTH"] = config.intake.max_body_bytes
+    return Settings(
+        env, config, trusted, seed, signing.public_key_b64(seed), get("BEACON_ADMIN_TOKEN")
+    )
+
+
+def database_url(raw: str | None, instance_path: str) -> str:
+    """Returns the SQLAlchemy URL; Railway's postgres:// forms are mapped to psycopg 3."""
+    if raw is None:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(instance_path) / 'beacon.sqlite3'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def engine_options(url: str) -> dict:
+    """Returns engine options: SQLite waits for its write lock instead of failing at once."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+def _signing_seed(raw: str | None, instance: Path) -> bytes:
+    if raw is not None:
+        try:
+            return signing.decode_seed(raw)
+        except ValueError as exc:
+            raise ConfigError("environment", "BEACON_SIGNING_KEY", str(exc)) from None
+    path = instance / "portal_signing_key"
+    if path.exists():
+        return signing.decode_seed(path.read_text().strip())
+    instance.mkdir(parents=True, exist_ok=True)
+    seed = signing.generate_seed()
+    import base64
+
+    # Written once with owner-only permissions; every later start reuses it.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(base64.b64encode(seed).decode())
+    return seed

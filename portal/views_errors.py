@@ -1,0 +1,75 @@
+"""App-level error handlers: JSON under /api/, HTML pages elsewhere (STYLE: Errors)."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from jinja2 import TemplateNotFound
+from werkzeug.exceptions import HTTPException
+
+from .db import db
+from .errors import ApiError, error_body
+
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "not_json",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def register(app: Flask) -> None:
+    """Installs the handlers for API refusals, HTTP errors and unexpected failures."""
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)
+
+
+def wants_json() -> bool:
+    """True for API paths, whose errors are always JSON."""
+    return request.path.startswith("/api/") or request.path == "/health"
+
+
+def handle_api_error(exc: ApiError):
+    """Renders a domain refusal in the shape its caller reads."""
+    db.session.rollback()
+    if wants_json():
+        return jsonify(exc.body()), exc.status
+    return render_error(exc.status, exc.message)
+
+
+def handle_http_error(exc: HTTPException):
+    """Renders 404, 405, 413 and friends as JSON or as a page."""
+    status = exc.code or 500
+    code = HTTP_CODES.get(status, "http_error")
+    message = exc.description or exc.name
+    if status == 413:
+        message = "the body is over the size limit"
+    if wants_json():
+        return jsonify(error_body(code, message)), status
+    return render_error(status, message)
+
+
+def handle_unexpected(exc: Exception):
+    """Rolls back and answers 500 without leaking internals."""
+    db.session.rollback()
+    import logging
+
+    logging.getLogger("portal").exception("unhandled error on %s", request.path)
+    if wants_json():
+        return jsonify(error_body("internal_error", "the server failed; the error is logged")), 500
+    return render_error(500, "The server failed; the error is logged.")
+
+
+def render_error(status: int, message: str):
+    """Renders errors/<status>.html (or the generic page) in the site layout."""
+    context = {"status": status, "message": message}
+    for name in (f"errors/{status}.html", "errors/error.html"):
+        try:
+            return render_template(name, **context), status
+        except TemplateNotFound:
+            continue
+    return f"<!doctype html><title>{status}</title><h1>{status}</h1>", status
