@@ -305,3 +305,17 @@ def test_generate_seed_is_random_32_bytes():
 def test_sign_refuses_short_seed():
     with pytest.raises(ValueError, match="32 bytes"):
         signing.sign({}, bytes(16))
+
+
+def test_legacy_c2_does_not_cover_id_of_an_unidentified_spec():
+    # Signed bytes with no id, created_at or empty values are both a JCS form and a legacy-c2
+    # form, so with legacy forms on an id can be added without breaking the signature; the
+    # signed bytes, and so the job's identity, stay the same.
+    signed = signing.sign({"questions": ["identity_basic"]}, SEED)
+    original = signing.verify(signed)
+    claimed = dict(signed, id="someone-elses-id")
+    verified = signing.verify(claimed)
+    assert verified.scheme == "legacy-c2"
+    assert verified.spec_hash == original.spec_hash
+    with pytest.raises(SignatureError):
+        signing.verify(claimed, allow_legacy=False)
