@@ -54,14 +54,14 @@ def signer() -> Signer:
     return Signer()
 
 
-def test_database_url() -> str | None:
+def pg_test_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL") or None
 
 
 @pytest.fixture
 def database_url(tmp_path) -> str:
     """A database URL with no tables in it yet."""
-    url = test_database_url()
+    url = pg_test_url()
     if url is None:
         return f"sqlite:///{tmp_path / 'beacon.sqlite3'}"
     reset_postgres(url)

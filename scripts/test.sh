@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Sets up .venv with the test extras and runs the whole suite: lint, then every test on
+# SQLite, then the database tests again on PostgreSQL (started here when it is installed
+# but stopped; skipped with a loud message when there is none).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@"; }
+pip_install -e '.[dev]'
+if [ "${BEACON_SEMANTIC:-1}" = "1" ]; then
+  # The semantic extra pins torch to the CPU build (see pyproject.toml).
+  pip_install -e '.[dev,semantic]'
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for the browser tests..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "!!! /usr/bin/chromium is missing and cannot be installed here: browser tests will SKIP" >&2
+  fi
+fi
+
+echo "=== lint"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "=== tests on SQLite"
+env -u TEST_DATABASE_URL .venv/bin/pytest -q -p no:cacheprovider "$@"
+
+echo "=== tests on PostgreSQL"
+PG_URL="${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
+pg_up() { .venv/bin/python - "$PG_URL" <<'PY'
+import sys, psycopg
+url = sys.argv[1].replace("postgresql+psycopg://", "postgresql://")
+try:
+    psycopg.connect(url, connect_timeout=3).close()
+except psycopg.OperationalError as exc:
+    sys.exit(f"{exc}".strip())
+PY
+}
+if ! pg_up 2>/dev/null && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+  echo "PostgreSQL is not answering; starting the local cluster..."
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  for _ in $(seq 1 20); do pg_up 2>/dev/null && break; sleep 1; done
+fi
+if pg_up; then
+  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -p no:cacheprovider -m "not browser" "$@"
+else
+  echo "!!! PostgreSQL at $PG_URL is unreachable: the PostgreSQL run is SKIPPED (SQLite passed)" >&2
+fi
