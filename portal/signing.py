@@ -25,6 +25,7 @@ SEED_BYTES = 32
 # Beyond this an integer is no longer exact as an IEEE double, which is all JSON numbers are to
 # the browser signers and to RFC 8785.
 _SAFE_INT = 2**53 - 1
+_MAX_DOUBLE = int(2**1023 * (2 - 2**-52))
 
 # Go's encoding/json escapes these for safe embedding in HTML and JavaScript.
 _GO_ESCAPES = {
@@ -79,6 +80,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _finite_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > _MAX_DOUBLE:
+        raise ValueError(f"number {text[:20]}... is out of range")
+    return value
+
+
 def _unique_object(pairs: list[tuple[str, object]]) -> dict:
     obj: dict = {}
     for key, value in pairs:
@@ -115,6 +123,7 @@ def load_json(raw: bytes | str) -> object:
             raw,
             object_pairs_hook=_unique_object,
             parse_float=_finite_float,
+            parse_int=_finite_int,
             parse_constant=_reject_constant,
         )
         _check_strings(value)
@@ -132,6 +141,8 @@ def _as_double(value: object) -> object:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and abs(value) > _SAFE_INT:
+        if abs(value) > _MAX_DOUBLE:
+            raise ValueError(f"integer {value} is beyond the range of a JSON number")
         return float(value)
     if isinstance(value, dict):
         return {key: _as_double(item) for key, item in value.items()}

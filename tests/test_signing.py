@@ -251,6 +251,11 @@ def test_large_integer_canonicalized_as_double():
     assert signing.signed_bytes(spec, "beacon-jcs-v1") == b'{"n":12345678901234567000}'
 
 
+def test_integer_beyond_double_range_has_no_signed_bytes():
+    with pytest.raises(ValueError, match="beyond the range"):
+        signing.signed_bytes({"n": 10**400}, "beacon-jcs-v1")
+
+
 def test_signed_bytes_unknown_scheme():
     with pytest.raises(ValueError, match="unknown signature scheme"):
         signing.signed_bytes({}, "legacy-c9")
@@ -264,6 +269,7 @@ def test_signed_bytes_unknown_scheme():
         (b'{"a": Infinity}', "Infinity"),
         (b'{"a": -Infinity}', "Infinity"),
         (b'{"a": 1e400}', "out of range"),
+        (b'{"a": 1' + b"0" * 400 + b"}", "out of range"),
         (b'{"a": "\xff"}', "UTF-8"),
         (b'{"a": "\\ud800"}', "surrogate"),
         (b'{"a": ', "Expecting value"),
