@@ -256,7 +256,12 @@ def word_diff(base: str, other: str) -> list[dict]:
             emit("equal", bt[i1:i2])
         else:
             emit("removed", bt[i1:i2])
-            emit("added", ot[j1:j2])
+            added = ot[j1:j2]
+            shown = [s["text"] for s in spans if s["op"] != "removed"]
+            if added and j1 and shown and not shown[-1][-1:].isspace():
+                # The base's last word had no space after it, the other text's word did.
+                added[0] = ot[j1 - 1][len(ot[j1 - 1].rstrip()) :] + added[0]
+            emit("added", added)
     return spans
 
 
