@@ -99,7 +99,7 @@ RULES: tuple[Rule, ...] = (
         "A Chinese refusal: 无法/不能/不便 followed by answer, discuss or provide, "
         "or the familiar 'beyond my scope' and 'not yet learned to answer' forms.",
         (
-            r"(?:无法|不能|不便|不可以|没办法|不会)(?:为您|为你|给你|给您)?"
+            r"(?:无法|不能|不便|不可以|没办法)(?:为您|为你|给你|给您)?"
             r"(?:回答|讨论|提供|评论|谈论|回应|协助|帮助|涉及|透露|给出|给到)",
             r"超出了?我(?:目前|当前|现在)?的?(?:能力|回答|服务)?范围",
             r"我还没(?:有)?学会(?:回答)?",

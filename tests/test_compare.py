@@ -2,12 +2,14 @@
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.compare import (
+    CLASSES,
     CSV_COLUMNS,
     DIFFERS_THRESHOLD,
     compare_job,
@@ -18,6 +20,7 @@ from portal.compare import (
     unified_diff,
     word_diff,
 )
+from portal.refusal_rules import RULES
 
 REGIONS = ["us-east", "eu-west", "asia-pacific"]
 QUESTIONS = [
@@ -329,9 +332,11 @@ def test_word_diff_spans_and_unified_text():
     assert unified_diff(chinese) == "抱歉，我[-无法-] {+可以+}回答"
 
 
-texts = st.lists(
-    st.sampled_from(["a", "b", "c", "the", "Canberra", "城", "市", "."]), max_size=12
-).map(" ".join)
+words = st.sampled_from(["a", "b", "c", "the", "Canberra", "城", "市", "."])
+gaps = st.sampled_from([" ", "  ", "\n", " \n\t"])
+texts = st.lists(st.tuples(gaps, words), max_size=12).map(
+    lambda pairs: "".join(gap + word for gap, word in pairs)[1:]
+)
 
 
 @given(texts, texts)
@@ -359,7 +364,7 @@ def test_similarities_are_bounded_symmetric_and_exact_on_identity(a, b):
         assert 0.0 <= value <= 1.0
         assert value == measure(b, a)
         assert measure(a, a) == 1.0
-    wa, wb = a.lower().replace(".", " ").split(), b.lower().replace(".", " ").split()
+    wa, wb = (t.lower().replace(".", " ").split() for t in (a, b))
     if wa or wb:
         assert edit_similarity(a, b) == pytest.approx(
             1 - levenshtein(wa, wb) / max(len(wa), len(wb))
@@ -376,3 +381,9 @@ def test_similarity_values():
     long_a = " ".join(f"w{i}" for i in range(3000))
     long_b = " ".join(f"w{i}" for i in range(1, 3001))
     assert edit_similarity(long_a, long_b) == pytest.approx(1 - 2 / 3000)
+
+
+def test_the_documentation_names_every_rule_class_and_column():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "comparison.md").read_text()
+    for name in [r.name for r in RULES] + list(CLASSES) + CSV_COLUMNS:
+        assert f"`{name}`" in doc, name
