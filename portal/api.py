@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, intake, openapi, settings
+from . import __version__, compare, intake, openapi, reports, settings
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
@@ -86,6 +86,25 @@ def list_jobs():
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
     return jsonify(job=find_job(job_id).to_dict(with_executions=True))
+
+
+@bp.get("/jobs/<job_id>/comparison")
+def get_comparison(job_id: str):
+    """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
+    job = find_job(job_id)
+    return jsonify(comparison=reports.job_comparison(job, request.args.get("baseline")))
+
+
+@bp.get("/jobs/<job_id>/comparison.csv")
+def get_comparison_csv(job_id: str):
+    """Returns the comparison as CSV, one row per model, question, region and run."""
+    job = find_job(job_id)
+    text = compare.comparison_csv(reports.job_comparison(job, request.args.get("baseline")))
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}-comparison.csv"'},
+    )
 
 
 def find_job(job_id: str) -> Job:

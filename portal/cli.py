@@ -1,11 +1,11 @@
-"""Command line: `flask beacon keygen | sign FILE | verify FILE`."""
+"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo`."""
 
 from __future__ import annotations
 
 import base64
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -15,6 +15,8 @@ from flask.cli import AppGroup
 from . import settings, signing, trust
 
 beacon = AppGroup("beacon", help="Beacon portal commands.")
+# The demo waits this long past a job's deadline for the engine to record its end.
+_GRACE = timedelta(seconds=30)
 
 
 def register(app: Flask) -> None:
@@ -65,6 +67,9 @@ def sign_command(file: Path, key_file: Path | None, fresh: bool, output: Path | 
         metadata["timestamp"] = (
             datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         )
+    # created_at is signed by beacon-jcs-v1 but stripped by legacy-c2, so a spec that carries it
+    # can never also verify as legacy-c2 with an id or empty keys added (docs/signing.md).
+    spec.setdefault("created_at", _now_iso())
     signed = signing.sign(spec, _seed(key_file))
     text = json.dumps(signed, indent=2, ensure_ascii=False) + "\n"
     if output:
@@ -101,6 +106,10 @@ def verify_command(file: Path):
         sys.exit(3)
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _read_spec(file: Path) -> dict:
     try:
         spec = signing.load_json(file.read_bytes())
@@ -123,3 +132,139 @@ def _seed(key_file: Path | None) -> bytes:
         return signing.decode_seed(raw)
     except ValueError as exc:
         raise click.ClickException(f"bad signing key: {exc}") from None
+
+
+@beacon.command("worker")
+def worker_command():
+    """Runs the execution dispatcher in the foreground until interrupted or terminated."""
+    import signal
+
+    import gevent
+    import gevent.event
+    from flask import current_app
+    from gevent import monkey
+
+    from . import fanout
+
+    if not monkey.is_module_patched("socket"):
+        raise click.ClickException(
+            "the worker needs gevent's monkey-patching before the app loads: run it as "
+            "`flask --app wsgi beacon worker`"
+        )
+    app = current_app._get_current_object()
+    dispatcher = fanout.Dispatcher(app).start()
+    click.echo(
+        f"worker {dispatcher.owner}: pool {dispatcher.pool.size}, "
+        f"lease {dispatcher.config.execution.lease_s:g} s; stop with Ctrl-C",
+        err=True,
+    )
+    stopped = gevent.event.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stopped.set)
+    stopped.wait()
+    dispatcher.stop()
+    click.echo(f"worker {dispatcher.owner}: stopped", err=True)
+
+
+@beacon.command("demo")
+@click.option(
+    "--inline",
+    is_flag=True,
+    help="run the engine in this process, for when no server is running",
+)
+@click.option(
+    "--base-url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="where the portal's pages are served",
+)
+def demo_command(inline: bool, base_url: str):
+    """Submits a job of every default question, the default models and every region; follows it."""
+    import secrets
+    import time
+
+    from flask import current_app
+
+    from . import fanout, intake
+    from .models import answer_counts
+
+    s = settings.current()
+    config = s.config
+    spec = {
+        "version": "v1",
+        "benchmark": {
+            "name": "demo",
+            "description": "Every default question, the default models, every region.",
+            "input": {"type": "prompt", "data": {"prompt": "Who are you?"}},
+        },
+        "constraints": {"regions": list(config.regions)},
+        "metadata": {
+            "models": [m.id for m in config.default_models()],
+            "nonce": secrets.token_urlsafe(12),
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        },
+        "questions": list(config.questions),
+        "runs": 1,
+    }
+    signed = json.dumps(signing.sign(spec, s.signing_seed))
+    ctx = intake.IntakeContext(config, s.trusted_keys, s.portal_public_key)
+    job, _ = intake.submit_jobspec(signed, ctx, source="cli")
+    job_id, job_pk, deadline = job.id, job.pk, job.deadline_at
+    click.echo(
+        f"submitted job {job_id}: {len(job.models)} model(s) x {len(job.regions)} regions x "
+        f"{len(job.questions)} questions ({config.source})"
+    )
+    dispatcher = None
+    if inline:
+        from gevent import monkey
+
+        if not monkey.is_module_patched("socket"):
+            raise click.ClickException("--inline needs `flask --app wsgi beacon demo`")
+        dispatcher = fanout.Dispatcher(current_app._get_current_object()).start()
+    shown, started_at, hinted = None, time.monotonic(), False
+    try:
+        while True:
+            db_job = _fresh_job(job_id)
+            counts = answer_counts([job_pk])[job_pk]
+            line = (
+                f"  {db_job.status}: {counts['completed']} completed, {counts['failed']} failed, "
+                f"{counts['running']} running, {counts['queued']} queued of {counts['total']}"
+            )
+            if line != shown:
+                click.echo(line)
+                shown = line
+            if db_job.ended:
+                break
+            idle = counts["queued"] == counts["total"] and db_job.status == "queued"
+            if not inline and not hinted and idle and time.monotonic() - started_at > 15:
+                click.echo(
+                    "  nothing has started yet: is the portal running (./scripts/serve.sh)? "
+                    "Without a server, use --inline."
+                )
+                hinted = True
+            if deadline is not None and datetime.now(UTC) > deadline + _GRACE:
+                raise click.ClickException(
+                    f"job {job_id} is still {db_job.status} past its deadline"
+                )
+            _sleep(1.0 if dispatcher is None else 0.5)
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+    click.echo(f"job {job_id} ended {db_job.status}. Look at it in the browser:")
+    click.echo(f"  {base_url.rstrip('/')}/jobs/{job_id}")
+
+
+def _fresh_job(job_id: str):
+    from .db import db
+    from .jobs import load_job
+
+    job = load_job(job_id)
+    db.session.commit()
+    return job
+
+
+def _sleep(seconds: float) -> None:
+    import gevent
+
+    # gevent.sleep yields to an inline dispatcher; without one it is a plain sleep.
+    gevent.sleep(seconds)

@@ -145,6 +145,28 @@ SCHEMAS = {
         }
     ),
     "Question": obj({"id": STR, "category": STR, "prompt": STR}),
+    "Comparison": obj(
+        {
+            "job_id": STR,
+            "baseline": nullable(STR),
+            "measure": {"type": "string", "enum": ["lexical", "semantic"]},
+            "differs_threshold": NUM,
+            "regions": {"type": "array", "items": obj({"id": STR, "name": STR})},
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "model_id",
+                        "model_name",
+                        "divergence",
+                        "refusal_regions",
+                        "questions",
+                    ],
+                },
+            },
+        }
+    ),
     "JobSpec": {
         "type": "object",
         "description": 'A signed JobSpec (SPEC section 4), or the wrapper {"jobspec": {...}}.',
@@ -182,6 +204,7 @@ def path_param(name: str, schema: dict) -> dict:
 LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (50)")
 CURSOR = query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "`next` of a page")
 JOB_ID = path_param("job_id", {"type": "string"})
+BASELINE = query("baseline", STR, "region to diff against (default: the spec's first region)")
 
 
 def paths() -> dict:
@@ -243,6 +266,34 @@ def paths() -> dict:
                 "responses": {
                     "200": json_response("the job", obj({"job": ref("Job")})),
                     **errors(404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/comparison": {
+            "get": {
+                "operationId": "get_comparison",
+                "summary": "Per model and question: classes, similarity, word diffs, divergence",
+                "parameters": [JOB_ID, BASELINE],
+                "responses": {
+                    "200": json_response(
+                        "the comparison (docs/comparison.md)",
+                        obj({"comparison": ref("Comparison")}),
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/comparison.csv": {
+            "get": {
+                "operationId": "get_comparison_csv",
+                "summary": "The comparison as CSV, one row per answer",
+                "parameters": [JOB_ID, BASELINE],
+                "responses": {
+                    "200": {
+                        "description": "CSV with the columns of docs/comparison.md",
+                        "content": {"text/csv": {"schema": STR}},
+                    },
+                    **errors(400, 404),
                 },
             }
         },

@@ -22,6 +22,7 @@ def test_keygen_sign_submit(make_app, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     signed = json.loads(signed_path.read_text())
     assert signed["metadata"]["nonce"] and signed["public_key"] in trusted
+    assert signed["created_at"].endswith("Z")
 
     app = make_app(BEACON_CONFIG=str(THREE_REGIONS), BEACON_TRUSTED_KEYS=trusted)
     verify = app.test_cli_runner().invoke(args=["beacon", "verify", str(signed_path)])

@@ -1,0 +1,30 @@
+"""The comparison of a stored job, computed from its answers and cached once the job has ended."""
+
+from __future__ import annotations
+
+from . import compare
+from .db import db
+from .errors import ApiError
+from .models import Job, iso
+
+
+def job_comparison(job: Job, baseline: str | None = None) -> dict:
+    """Returns the cross-region comparison of `job` against `baseline` (default: first region)."""
+    if baseline is not None and baseline not in job.regions:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"baseline must be one of the job's regions: {', '.join(job.regions)}",
+            {"baseline": baseline},
+        )
+    # Only an ended job's answers are final; the key changes when a retry ends it again.
+    cacheable = job.ended and baseline in (None, job.regions[0])
+    key = {"finished_at": iso(job.finished_at), "semantic": compare.semantic_available()}
+    cached = job.comparison_cache
+    if cacheable and cached and cached.get("key") == key:
+        return cached["doc"]
+    doc = compare.compare_job(job.to_dict(with_executions=True), baseline=baseline)
+    if cacheable:
+        job.comparison_cache = {"key": key, "doc": doc}
+        db.session.commit()
+    return doc
