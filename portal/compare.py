@@ -14,7 +14,7 @@ import io
 import os
 import re
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from itertools import combinations
 
 from portal.refusal_rules import (
@@ -140,12 +140,16 @@ def classify(
     return classify_detail(output, status=status, error=error, prompt=prompt)[0]
 
 
-def token_similarity(a: str, b: str) -> float:
-    """Returns the Jaccard overlap of the two texts' lowercased word sets."""
-    sa, sb = set(_words(a)), set(_words(b))
+def _jaccard(ta: list[str], tb: list[str]) -> float:
+    sa, sb = set(ta), set(tb)
     if not sa and not sb:
         return 1.0
     return len(sa & sb) / len(sa | sb)
+
+
+def token_similarity(a: str, b: str) -> float:
+    """Returns the Jaccard overlap of the two texts' lowercased word sets."""
+    return _jaccard(_words(a), _words(b))
 
 
 def _levenshtein(a: list[str], b: list[str]) -> int:
@@ -176,22 +180,30 @@ def _levenshtein(a: list[str], b: list[str]) -> int:
     return score
 
 
-def edit_similarity(a: str, b: str) -> float:
-    """Returns 1 minus the word-level edit distance divided by the longer text's word count."""
-    ta, tb = _words(a), _words(b)
+def _edit(ta: list[str], tb: list[str]) -> float:
     longest = max(len(ta), len(tb))
     if longest == 0:
         return 1.0
     return 1.0 - _levenshtein(ta, tb) / longest
 
 
+def edit_similarity(a: str, b: str) -> float:
+    """Returns 1 minus the word-level edit distance divided by the longer text's word count."""
+    return _edit(_words(a), _words(b))
+
+
 def lexical_similarity(a: str, b: str) -> float:
     """Returns the mean of token overlap and edit similarity, the always-available measure."""
-    return (token_similarity(a, b) + edit_similarity(a, b)) / 2
+    ta, tb = _words(a), _words(b)
+    return (_jaccard(ta, tb) + _edit(ta, tb)) / 2
 
 
 _model = None
 _model_lock = threading.Lock()
+# Embeddings by text, so re-rendering a job's comparison does not embed its answers again.
+_vectors: OrderedDict = OrderedDict()
+_vectors_lock = threading.Lock()
+_VECTORS_KEPT = 4096
 
 
 def semantic_available() -> bool:
@@ -214,10 +226,23 @@ def _embedding_model():
         return _model
 
 
-def _embed(texts: list[str]):
-    return _embedding_model().encode(
-        texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
+def _embed(texts: list[str]) -> list:
+    distinct = list(dict.fromkeys(texts))
+    with _vectors_lock:
+        found = {t: _vectors[t] for t in distinct if t in _vectors}
+        for text in found:
+            _vectors.move_to_end(text)
+    missing = [t for t in distinct if t not in found]
+    if missing:
+        fresh = _embedding_model().encode(
+            missing, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        found.update(zip(missing, fresh, strict=True))
+        with _vectors_lock:
+            _vectors.update(zip(missing, fresh, strict=True))
+            while len(_vectors) > _VECTORS_KEPT:
+                _vectors.popitem(last=False)
+    return [found[t] for t in texts]
 
 
 def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
@@ -227,7 +252,7 @@ def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
     if not texts:
         return []
     vectors = _embed(list(texts))
-    matrix = (vectors @ vectors.T).tolist()
+    matrix = [[float(u @ v) for v in vectors] for u in vectors]
     for i, j in combinations(range(len(texts)), 2):
         if texts[i] == texts[j]:
             matrix[i][j] = matrix[j][i] = 1.0
@@ -312,6 +337,7 @@ class _Similarity:
         self.measure = measure
         self.cache: dict[tuple[str, str], float] = {}
         self.vectors = {}
+        self.words = {}
         if measure == "semantic" and texts:
             distinct = list(dict.fromkeys(texts))
             self.vectors = dict(zip(distinct, _embed(distinct), strict=True))
@@ -324,9 +350,15 @@ class _Similarity:
             if self.measure == "semantic":
                 value = float(self.vectors[a] @ self.vectors[b])
             else:
-                value = lexical_similarity(a, b)
+                ta, tb = self._tokens(a), self._tokens(b)
+                value = (_jaccard(ta, tb) + _edit(ta, tb)) / 2
             self.cache[key] = max(0.0, min(1.0, value))
         return self.cache[key]
+
+    def _tokens(self, text: str) -> list[str]:
+        if text not in self.words:
+            self.words[text] = _words(text)
+        return self.words[text]
 
 
 def _answer_entry(answer: dict) -> dict:
