@@ -1,0 +1,24 @@
+"""gunicorn settings for the `web` process: each gevent worker also runs one dispatcher."""
+
+import os
+
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Provider calls are awaited by greenlets, never by the request that submitted the job, so the
+# default request timeout stays; graceful shutdown leaves time to hand leases back.
+graceful_timeout = 20
+accesslog = "-"
+
+
+def post_worker_init(worker):
+    """Starts this worker's dispatcher once gevent has patched it and the app has loaded."""
+    from portal import fanout
+
+    worker.beacon_dispatcher = fanout.start_dispatcher(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Hands this worker's running executions back to the queue before it exits."""
+    dispatcher = getattr(worker, "beacon_dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.stop()

@@ -1,0 +1,106 @@
+"""The execution engine against real HTTP providers on 127.0.0.1 and real worker processes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from portal import fanout
+from portal.db import db
+from portal.models import Execution
+
+from .conftest import spec_3x3
+from .workers import PROVIDER_MODEL, REGIONS, Engine, submit, wait_for_job, write_config
+
+
+@pytest.fixture
+def engine(tmp_path, database_url):
+    engine = Engine(tmp_path, database_url)
+    yield engine
+    engine.close()
+
+
+def test_three_by_three_job_stores_exactly_what_each_provider_said(engine, make_app, signer):
+    providers = engine.three_providers()
+    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    app = make_app(BEACON_CONFIG=str(config))
+    client = app.test_client()
+    job_id = submit(client, signer, spec_3x3())
+    engine.worker(config)
+
+    job = wait_for_job(client, job_id, engine=engine)
+
+    assert job["status"] == "completed"
+    assert job["meets_constraints"] is True
+    executions = job["executions"]
+    assert len(executions) == 9
+    assert len({(e["model_id"], e["region"]) for e in executions}) == 9
+    answers = [a for e in executions for a in e["answers"]]
+    assert len(answers) == 27
+    for execution in executions:
+        served = PROVIDER_MODEL[execution["model_id"]]
+        assert execution["status"] == "completed"
+        assert [a["question_index"] for a in execution["answers"]] == [0, 1, 2]
+        for answer in execution["answers"]:
+            expected = f"[{execution['region']}] {served} answers: {answer['prompt']}"
+            assert answer["output"] == expected
+            assert answer["output_sha256"] == hashlib.sha256(expected.encode()).hexdigest()
+            assert answer["status"] == "completed" and answer["attempts"] == 1
+            assert answer["provider"] == "openai" and answer["provider_model"] == served
+            assert answer["started_at"] <= answer["finished_at"]
+            assert answer["latency_ms"] >= 0 and answer["completion_tokens"] >= 1
+            assert answer["classification"] in ("substantive", "evasive", "refusal")
+    for region, provider in providers.items():
+        assert provider.count() == 9, region
+        for model_id in PROVIDER_MODEL.values():
+            for answer in executions[0]["answers"]:
+                assert provider.count(model=model_id, prompt=answer["prompt"]) == 1
+
+
+def test_pool_bounds_calls_in_flight_and_reaches_its_size(engine, make_app, signer):
+    shared = engine.provider("shared", latency_s=0.2)
+    config = engine.config({r: shared.base_url_openai for r in REGIONS}, max_concurrency=3)
+    app = make_app(BEACON_CONFIG=str(config))
+    client = app.test_client()
+    job_id = submit(client, signer, spec_3x3())
+    engine.worker(config)
+
+    assert wait_for_job(client, job_id, engine=engine)["status"] == "completed"
+    assert shared.count() == 27
+    assert shared.max_in_flight == 3
+
+
+def test_region_cap_holds_under_the_pool(engine, make_app, signer):
+    providers = engine.three_providers(latency_s=0.2)
+    config = engine.config(
+        {r: p.base_url_openai for r, p in providers.items()},
+        max_concurrency=4,
+        region_caps={"us-east": 1},
+    )
+    app = make_app(BEACON_CONFIG=str(config))
+    client = app.test_client()
+    job_id = submit(client, signer, spec_3x3())
+    engine.worker(config)
+
+    assert wait_for_job(client, job_id, engine=engine)["status"] == "completed"
+    assert providers["us-east"].count() == 9
+    assert providers["us-east"].max_in_flight == 1
+    assert max(p.max_in_flight for p in providers.values()) >= 2
+
+
+def test_claim_hands_each_execution_to_one_owner(make_app, signer, tmp_path):
+    config = write_config(tmp_path / "c.toml", {r: "http://127.0.0.1:9/v1" for r in REGIONS})
+    app = make_app(BEACON_CONFIG=str(config))
+    submit(app.test_client(), signer, spec_3x3())
+    with app.app_context():
+        first = fanout.claim("us-east", 2, "a", 30)
+        second = fanout.claim("us-east", 5, "b", 30)
+        db.session.commit()
+        assert len(first) == 2 and len(second) == 1
+        assert not set(first) & set(second)
+        owners = dict(db.session.execute(select(Execution.id, Execution.lease_owner)).all())
+        assert {owners[i] for i in first} == {"a"} and {owners[i] for i in second} == {"b"}
+        assert fanout.claim("us-east", 5, "c", 30) == []
+        assert fanout.waiting_by_region() == {"eu-west": 3, "asia-pacific": 3}
