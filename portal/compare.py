@@ -434,7 +434,7 @@ def _compare_question(question, entries, regions, region_names, baseline, sim) -
                 "classification": classes[r],
                 "answered": len(usable[r]),
                 "failed": sum(e["classification"] == TECHNICAL_FAILURE for e in by_region[r]),
-                "pending": sum(e["classification"] is None for e in by_region[r]),
+                "unanswered": sum(e["classification"] is None for e in by_region[r]),
             }
             for r in regions
         ],

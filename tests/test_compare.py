@@ -213,7 +213,7 @@ def test_questions_with_one_answering_region_have_no_divergence():
     result = compare_job(make_job(outputs, models=("m",)), semantic=False)
     q = result["models"][0]["questions"][1]
     assert q["divergence"] is None and q["differs"] is False
-    assert q["regions"][1]["pending"] == 1
+    assert q["regions"][1]["unanswered"] == 1
     assert q["answers"][1]["classification"] is None
     # Questions nobody answered do not drag the model's score either way.
     assert result["models"][0]["divergence"] is None
