@@ -1,7 +1,394 @@
-"""The HTML pages (SPEC section 7), rendered with Jinja and htmx."""
+"""The HTML pages (SPEC section 7), rendered with Jinja and htmx; all work with JavaScript off.
+
+Every page is built from the serializers' dicts (`Job.to_dict`, `Execution.to_dict`) plus the
+comparison, so a page, its htmx fragment and the JSON API show the same facts.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import hmac
+import importlib
+import json
+from collections import defaultdict
+from datetime import datetime
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, request, session, url_for
+from flask_wtf.csrf import CSRFProtect, generate_csrf
+from sqlalchemy import select
+
+from . import htmx, intake, settings, signing
+from .api import find_job, intake_context
+from .config import BeaconConfig
+from .db import db
+from .errors import ApiError
+from .forms import ActionForm, JobForm, LoginForm
+from .models import ACTIVE, Execution, Job, answer_counts, utcnow
 
 bp = Blueprint("pages", __name__)
+csrf = CSRFProtect()
+PAGE_SIZE = 20
+FOLD_CHARS = 600
+STATUS_MARKS = {
+    "queued": "…",
+    "running": "◔",
+    "completed": "✓",
+    "partial": "◐",
+    "failed": "✗",
+    "cancelled": "■",
+}
+# Intake refusals are shown next to the form field they concern.
+FIELD_OF = {
+    "unknown_model": "models",
+    "models": "models",
+    "unknown_region": "regions",
+    "constraints.regions": "regions",
+    "runs": "runs",
+    "too_many_answers": "runs",
+}
+
+
+@bp.record_once
+def _setup(state) -> None:
+    # CSRF is checked for page POSTs only (form field or the X-CSRFToken header that
+    # <body hx-headers> adds); the JSON API is guarded by signatures and the bearer token.
+    state.app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    csrf.init_app(state.app)
+
+
+@bp.before_app_request
+def _protect_pages() -> None:
+    if request.blueprint == bp.name and current_app.config.get("WTF_CSRF_ENABLED", True):
+        csrf.protect()
+
+
+@bp.after_app_request
+def _vary(response):
+    if response.mimetype == "text/html":
+        htmx.add_vary(response)
+    return response
+
+
+@bp.app_context_processor
+def _layout_context() -> dict:
+    return {
+        "htmx_partial": htmx.is_partial(),
+        "htmx_version": htmx.library_version(),
+        "htmx_headers": json.dumps({"X-CSRFToken": generate_csrf()}),
+        "admin_token_set": settings.current().admin_token is not None,
+        "is_admin": _is_admin(),
+        "status_marks": STATUS_MARKS,
+        "fold_chars": FOLD_CHARS,
+    }
+
+
+@bp.app_template_filter("age")
+def age(value: str | None) -> str:
+    """Formats an ISO time as a short age: "12 s ago", "3 min ago", "2 h ago", "4 d ago"."""
+    if not value:
+        return "—"
+    seconds = max(0, int((utcnow() - datetime.fromisoformat(value)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _is_admin() -> bool:
+    return settings.current().admin_token is None or bool(session.get("admin"))
+
+
+def admin_required(view):
+    """Sends a visitor to /login first when BEACON_ADMIN_TOKEN is set."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not _is_admin():
+            return htmx.redirect_to(url_for("pages.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.get("/static-lib/htmx.min.js")
+def htmx_library():
+    """Serves htmx from the installed django-js-lib-htmx package with a long cache."""
+    return htmx.send_library()
+
+
+@bp.get("/")
+def list_jobs():
+    """Lists recent jobs, newest first, a page at a time."""
+    query = select(Job).order_by(Job.pk.desc())
+    before = request.args.get("before", type=int)
+    if before is not None:
+        query = query.where(Job.pk < before)
+    rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
+    page = rows[:PAGE_SIZE]
+    counts = answer_counts([j.pk for j in page])
+    context = {
+        "jobs": [job_row_view(j.to_dict(counts=counts[j.pk])) for j in page],
+        "older": page[-1].pk if len(rows) > PAGE_SIZE else None,
+        "paged": before is not None,
+    }
+    return htmx.render("jobs.html", "partials/job_table.html", context)
+
+
+@bp.get("/jobs/<job_id>/row")
+def job_row(job_id: str):
+    """Returns one job's row of the list; htmx polls it while the job is active."""
+    job = find_job(job_id)
+    if not htmx.is_partial():
+        return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
+    context = {"job": job_row_view(job.to_dict())}
+    return htmx.render("jobs.html", "partials/job_row.html", context, 286 if job.ended else 200)
+
+
+@bp.route("/jobs/new", methods=["GET", "POST"])
+@admin_required
+def create_job():
+    """Shows the job form; on submit signs the spec with the portal key and queues it."""
+    config = settings.current().config
+    form = JobForm(config)
+    if form.validate_on_submit():
+        spec = signing.sign(form.job_spec(), settings.current().signing_seed)
+        try:
+            job, _ = intake.submit_jobspec(json.dumps(spec), intake_context(), source="form")
+        except ApiError as exc:
+            field = getattr(form, _field_for(exc))
+            field.errors = [*field.errors, exc.message]
+        else:
+            return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
+    context = {"form": form, "question_groups": question_groups(config), "beacon": config}
+    status = 422 if form.is_submitted() else 200
+    return htmx.render("new_job.html", "partials/job_form.html", context, status)
+
+
+def _field_for(exc: ApiError) -> str:
+    for key in (*(exc.fields or {}), exc.code):
+        if key in FIELD_OF:
+            return FIELD_OF[key]
+    return "prompt"
+
+
+@bp.get("/jobs/<job_id>")
+def job_detail(job_id: str):
+    """Shows a job: header, live progress, one group per model with its regions side by side."""
+    job = find_job(job_id)
+    differs_only = request.args.get("differs") == "1"
+    baseline = request.args.get("baseline") or None
+    if baseline is not None and baseline not in job.regions:
+        abort(404, f"This job has no region {baseline!r} to compare against.")
+    context = job_detail_view(job, differs_only, baseline)
+    context["action_form"] = ActionForm()
+    status = 286 if htmx.is_partial() and job.ended else 200
+    return htmx.render("job.html", "partials/job_live.html", context, status)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@admin_required
+def cancel_job(job_id: str):
+    """Cancels a job with the engine's own cancel, as the API does."""
+    return _job_action(job_id, "cancel")
+
+
+@bp.post("/jobs/<job_id>/retry")
+@admin_required
+def retry_job(job_id: str):
+    """Queues a job's failed answers again with the engine's own retry, as the API does."""
+    return _job_action(job_id, "retry")
+
+
+def _job_action(job_id: str, action: str):
+    job = find_job(job_id)
+    if settings.current().admin_token is None:
+        abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
+    from . import jobs
+
+    if action == "cancel":
+        jobs.cancel_job(job)
+    else:
+        jobs.retry_job(job, settings.current().config)
+    db.session.commit()
+    return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
+
+
+@bp.get("/executions/<int:execution_id>")
+def execution_detail(execution_id: int):
+    """Shows one execution with all its answers and timings."""
+    execution = db.session.get(Execution, execution_id)
+    if execution is None:
+        abort(404, f"No execution with id {execution_id}.")
+    context = {"execution": execution.to_dict(with_answers=True)}
+    return htmx.render("execution.html", "partials/execution_body.html", context)
+
+
+@bp.get("/questions")
+def list_questions():
+    """Shows the question bank by category."""
+    groups = question_groups(settings.current().config)
+    return htmx.render("questions.html", "partials/question_bank.html", {"groups": groups})
+
+
+@bp.get("/docs/api")
+def api_docs():
+    """Points to the JSON API, its OpenAPI document and how to submit a signed JobSpec."""
+    s = settings.current()
+    context = {"portal_public_key": s.portal_public_key, "beacon": s.config}
+    return htmx.render("api_docs.html", "partials/api_docs_body.html", context)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Asks for BEACON_ADMIN_TOKEN once per session."""
+    token = settings.current().admin_token
+    next_url = _safe_next(request.args.get("next"))
+    if token is None:
+        return htmx.redirect_to(next_url)
+    form = LoginForm()
+    if form.validate_on_submit():
+        if hmac.compare_digest(form.token.data.encode(), token.encode()):
+            session["admin"] = True
+            return htmx.redirect_to(next_url)
+        form.token.errors = ["That is not the admin token."]
+    context = {"form": form, "next_url": next_url}
+    status = 422 if form.is_submitted() else 200
+    return htmx.render("login.html", "partials/login_form.html", context, status)
+
+
+@bp.post("/logout")
+def logout():
+    """Forgets the admin flag of this session."""
+    session.pop("admin", None)
+    return htmx.redirect_to(url_for("pages.list_jobs"))
+
+
+def _safe_next(raw: str | None) -> str:
+    """Returns `raw` when it is a path on this site, else the job list."""
+    if raw and raw.startswith("/") and not raw.startswith("//"):
+        parts = urlsplit(raw)
+        if not parts.scheme and not parts.netloc and "\\" not in raw:
+            return raw
+    return url_for("pages.list_jobs")
+
+
+# View models: plain dicts built from the serializers, shared by pages and fragments.
+
+
+def progress(counts: dict) -> dict:
+    """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
+    total = counts.get("total", 0)
+    done = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
+
+
+def job_row_view(doc: dict) -> dict:
+    """Returns a job dict with its progress and whether it is still active."""
+    return {**doc, "progress": progress(doc["counts"]), "active": doc["status"] in ACTIVE}
+
+
+def question_groups(config: BeaconConfig) -> dict[str, list]:
+    """Returns the question bank grouped by category, in configuration order."""
+    groups: dict[str, list] = defaultdict(list)
+    for question in config.questions.values():
+        groups[question.category].append(question)
+    return dict(groups)
+
+
+def job_comparison(job: Job, baseline: str | None) -> dict | None:
+    """Returns the cross-region comparison of an ended job; None while it runs."""
+    if not job.ended:
+        return None
+    try:
+        reports = importlib.import_module("portal.reports")
+    except ModuleNotFoundError:
+        # Without the cached report module, compare the serialized job directly.
+        from .compare import compare_job
+
+        return compare_job(job.to_dict(with_executions=True), baseline=baseline)
+    return reports.job_comparison(job, baseline)
+
+
+def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
+    """Builds the job page: header facts, progress and one group per model in spec order."""
+    doc = job.to_dict(with_executions=True)
+    comparison = job_comparison(job, baseline)
+    compared = {}
+    if comparison is not None:
+        baseline = comparison["baseline"]
+        for model in comparison["models"]:
+            compared[model["model_id"]] = model
+    executions = doc["executions"]
+    groups = [
+        _model_group(doc, model_id, executions, compared.get(model_id), differs_only)
+        for model_id in doc["models"]
+    ]
+    return {
+        "job": {**job_row_view(doc), "executions": executions},
+        "groups": groups,
+        "comparison": comparison,
+        "baseline": baseline or (doc["regions"][0] if doc["regions"] else None),
+        "differs_only": differs_only,
+        "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
+        "question_count": len(doc["questions"]),
+    }
+
+
+def _model_group(doc, model_id, executions, compared, differs_only) -> dict:
+    mine = [e for e in executions if e["model_id"] == model_id]
+    by_region = {e["region"]: e for e in mine}
+    first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
+    answers_by_id = {}
+    per_question = {}
+    if compared:
+        for question in compared["questions"]:
+            per_question[question["question_index"]] = question
+            for entry in question["answers"]:
+                answers_by_id[entry["answer_id"]] = entry
+    questions = []
+    for question in doc["questions"]:
+        summary = per_question.get(question["index"])
+        cells = []
+        for region in doc["regions"]:
+            execution = by_region.get(region)
+            if execution is None:
+                continue
+            answers = [
+                _answer_view(a, answers_by_id.get(a["id"]))
+                for a in execution["answers"]
+                if a["question_index"] == question["index"]
+            ]
+            cells.append({"execution": execution, "answers": answers})
+        differs = summary["differs"] if summary else _outputs_differ(cells)
+        if differs_only and not differs:
+            continue
+        questions.append({**question, "cells": cells, "summary": summary, "differs": differs})
+    return {
+        "model_id": model_id,
+        "model_name": first["model_name"],
+        "model_icon": first["model_icon"],
+        "executions": [by_region[r] for r in doc["regions"] if r in by_region],
+        "compared": compared,
+        "questions": questions,
+    }
+
+
+def _answer_view(answer: dict, entry: dict | None) -> dict:
+    view = {**answer, "similarity_to_baseline": None, "diff": None}
+    if entry is not None:
+        view["classification"] = entry.get("classification") or answer["classification"]
+        view["similarity_to_baseline"] = entry.get("similarity_to_baseline")
+        view["diff"] = entry.get("diff")
+    return view
+
+
+def _outputs_differ(cells: list[dict]) -> bool:
+    """Says whether regions answered differently, when no comparison is at hand yet."""
+    outputs = {
+        (a["status"], (a["output"] or "").strip())
+        for cell in cells
+        for a in cell["answers"]
+        if a["status"] in ("completed", "failed")
+    }
+    return len(outputs) > 1
