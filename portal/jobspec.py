@@ -104,7 +104,7 @@ def job_id_of(spec: dict) -> str | None:
     job_id = spec.get("id") or spec.get("jobspec_id")
     if job_id is None:
         return None
-    if not JOB_ID_PATTERN.match(job_id):
+    if not JOB_ID_PATTERN.fullmatch(job_id):
         raise invalid(
             "invalid_field",
             "id must be 1-200 letters, digits, '.', '_', ':' or '-', "
@@ -116,6 +116,7 @@ def job_id_of(spec: dict) -> str | None:
 
 def normalize(spec: dict, config: BeaconConfig) -> NormalizedSpec:
     """Resolves models, regions and questions of a verified spec against the configuration."""
+    check_types(spec)
     constraints = spec.get("constraints") or {}
     metadata = spec.get("metadata") or {}
     normalized = NormalizedSpec(
@@ -126,7 +127,7 @@ def normalize(spec: dict, config: BeaconConfig) -> NormalizedSpec:
         runs=_runs(spec.get("runs", 1)),
         min_regions=_min_regions(constraints.get("min_regions")),
         min_success_rate=_rate(constraints.get("min_success_rate")),
-        timeout_s=(constraints.get("timeout") or 0) / 1e9 or None,
+        timeout_s=_timeout(constraints.get("timeout")),
         nonce=_nonce(metadata.get("nonce")),
         timestamp=parse_timestamp(metadata.get("timestamp")),
     )
@@ -232,8 +233,9 @@ def _question(entry: object, config: BeaconConfig) -> tuple[str | None, str]:
 
 
 def _input_prompt(spec: dict) -> str | None:
-    benchmark = spec.get("benchmark") or {}
-    data = (benchmark.get("input") or {}).get("data") if isinstance(benchmark, dict) else None
+    benchmark = spec.get("benchmark")
+    source = benchmark.get("input") if isinstance(benchmark, dict) else None
+    data = source.get("data") if isinstance(source, dict) else None
     prompt = data.get("prompt") if isinstance(data, dict) else None
     return prompt if isinstance(prompt, str) and prompt.strip() else None
 
@@ -273,6 +275,17 @@ def _runs(value: int) -> int:
     if isinstance(value, bool) or not 1 <= value <= MAX_RUNS:
         raise invalid("invalid_field", f"runs must be 1 to {MAX_RUNS}", {"runs": repr(value)})
     return value
+
+
+def _timeout(value: int | None) -> float | None:
+    """Turns `constraints.timeout` (integer nanoseconds, 0 for none) into seconds."""
+    if value is not None and value < 0:
+        raise invalid(
+            "invalid_field",
+            "constraints.timeout must be 0 or more nanoseconds",
+            {"constraints.timeout": repr(value)},
+        )
+    return (value or 0) / 1e9 or None
 
 
 def _min_regions(value: int | None) -> int | None:
