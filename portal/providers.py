@@ -523,26 +523,32 @@ def _end_at(deadline: float, llama):
 
 def _run_off_loop(fn, timeout_s: float):
     """Runs `fn` on a real OS thread and waits at most `timeout_s` for its result."""
+
+    def outcome():
+        # Errors travel back as values and are raised in the waiting caller, so an answer
+        # abandoned at its deadline is not reported a second time from the worker thread.
+        try:
+            return fn(), None
+        except Exception as exc:  # re-raised below, in the caller
+            return None, exc
+
     if gevent.monkey.is_module_patched("threading"):
         # The hub's threadpool uses real threads; a patched ThreadPoolExecutor would run `fn`
         # on a greenlet and block the event loop for the whole inference.
         try:
-            return gevent.get_hub().threadpool.spawn(fn).get(timeout=timeout_s)
+            value, error = gevent.get_hub().threadpool.spawn(outcome).get(timeout=timeout_s)
         except gevent.Timeout:
             raise _DeadlineExceeded from None
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # re-raised in the waiting thread below
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run, name="local-model", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise _DeadlineExceeded
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    else:
+        box: list = []
+        worker = threading.Thread(
+            target=lambda: box.append(outcome()), name="local-model", daemon=True
+        )
+        worker.start()
+        worker.join(timeout_s)
+        if not box:
+            raise _DeadlineExceeded
+        value, error = box[0]
+    if error is not None:
+        raise error
+    return value
