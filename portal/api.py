@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, compare, intake, openapi, reports, settings
+from . import __version__, compare, intake, jobs, openapi, reports, settings
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
@@ -105,6 +106,41 @@ def get_comparison_csv(job_id: str):
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{job.id}-comparison.csv"'},
     )
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Cancels a job: queued work stops at once, in-flight calls end when they return."""
+    require_admin()
+    job = jobs.cancel_job(find_job(job_id))
+    db.session.commit()
+    return jsonify(job=job.to_dict(with_executions=True))
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    """Queues a finished job's failed answers again, with a new deadline."""
+    require_admin()
+    job = find_job(job_id)
+    requeued = jobs.retry_job(job, settings.current().config)
+    db.session.commit()
+    return jsonify(job=job.to_dict(with_executions=True), requeued=requeued)
+
+
+def require_admin() -> None:
+    """Refuses the request unless it carries `Authorization: Bearer <BEACON_ADMIN_TOKEN>`."""
+    token = settings.current().admin_token
+    if token is None:
+        raise ApiError(
+            403, "admin_disabled", "cancel and retry are off: BEACON_ADMIN_TOKEN is not set"
+        )
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared as bytes: compare_digest refuses str holding non-ASCII characters.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given_bytes, token.encode("utf-8", "surrogatepass")
+    ):
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
 
 
 def find_job(job_id: str) -> Job:

@@ -269,6 +269,33 @@ def paths() -> dict:
                 },
             }
         },
+        "/api/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancel_job",
+                "summary": "Cancel a job: queued work stops now, in-flight calls when they return",
+                "parameters": [JOB_ID],
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": json_response("the job, now cancelled", obj({"job": ref("Job")})),
+                    **errors(401, 403, 404, 409),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retry_job",
+                "summary": "Queue an ended job's failed answers again, with a new deadline",
+                "parameters": [JOB_ID],
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": json_response(
+                        "the job, queued again",
+                        obj({"job": ref("Job"), "requeued": INT}),
+                    ),
+                    **errors(401, 403, 404, 409),
+                },
+            }
+        },
         "/api/v1/jobs/{job_id}/comparison": {
             "get": {
                 "operationId": "get_comparison",
