@@ -5,14 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || { echo "Python 3.11 or newer is needed (python3 is $(python3 --version))" >&2; exit 1; }
-[ -x .venv/bin/python ] || python3 -m venv .venv
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "Installing the portal into .venv (the first time builds llama.cpp: a few minutes)..."
-  .venv/bin/pip install -q --disable-pip-version-check -e .
-  touch .venv/.installed
-fi
+source scripts/install.sh ""
 
 .venv/bin/flask --app wsgi db upgrade
 export PORT="${PORT:-8000}"

@@ -5,14 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-  || { echo "Python 3.11 or newer is needed" >&2; exit 1; }
-[ -x .venv/bin/python ] || python3 -m venv .venv
-pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@"; }
-pip_install -e '.[dev]'
+# The semantic extra pins torch to the CPU build (see pyproject.toml); BEACON_SEMANTIC=0 skips it.
 if [ "${BEACON_SEMANTIC:-1}" = "1" ]; then
-  # The semantic extra pins torch to the CPU build (see pyproject.toml).
-  pip_install -e '.[dev,semantic]'
+  source scripts/install.sh "dev,semantic"
+else
+  source scripts/install.sh "dev"
 fi
 
 if [ ! -x /usr/bin/chromium ]; then
