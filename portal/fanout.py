@@ -455,7 +455,7 @@ def _finish(ctx: _Context) -> None:
         first = failed[0].error if failed else "unfinished answers remain"
         execution.error = f"{len(failed)} of {len(answers)} answers failed: {first}"
     execution.finished_at = utcnow()
-    execution.lease_owner = None
+    # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
     db.session.commit()
     jobs.refresh_status(ctx.job_id)

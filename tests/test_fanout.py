@@ -11,7 +11,7 @@ from portal import fanout
 from portal.db import db
 from portal.models import Execution
 
-from .conftest import spec_3x3
+from .conftest import pg_test_url, spec_3x3
 from .workers import PROVIDER_MODEL, REGIONS, Engine, submit, wait_for_job, write_config
 
 
@@ -104,3 +104,58 @@ def test_claim_hands_each_execution_to_one_owner(make_app, signer, tmp_path):
         assert {owners[i] for i in first} == {"a"} and {owners[i] for i in second} == {"b"}
         assert fanout.claim("us-east", 5, "c", 30) == []
         assert fanout.waiting_by_region() == {"eu-west": 3, "asia-pacific": 3}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_workers_on_one_postgres_ask_every_answer_exactly_once(engine, make_app, signer):
+    if pg_test_url() is None:
+        pytest.skip("SKIPPED LOUDLY: two workers sharing one database need TEST_DATABASE_URL")
+    providers = engine.three_providers(latency_s=0.05)
+    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    app = make_app(BEACON_CONFIG=str(config))
+    client = app.test_client()
+    engine.worker(config)
+    engine.worker(config)
+
+    job_ids = []
+    for i in range(20):
+        questions = [f"Job {i}, question {q}: what is {q} plus {i}?" for q in range(3)]
+        job_ids.append(submit(client, signer, spec_3x3(id=f"burst-{i}", questions=questions)))
+    jobs = [wait_for_job(client, job_id, timeout=120, engine=engine) for job_id in job_ids]
+
+    assert {job["status"] for job in jobs} == {"completed"}
+    for job in jobs:
+        for execution in job["executions"]:
+            served = PROVIDER_MODEL[execution["model_id"]]
+            provider = providers[execution["region"]]
+            for answer in execution["answers"]:
+                assert provider.count(model=served, prompt=answer["prompt"]) == 1
+                assert answer["attempts"] == 1
+    assert sum(p.count() for p in providers.values()) == 20 * 27
+    with app.app_context():
+        owners = set(db.session.scalars(select(Execution.lease_owner)))
+    assert len(owners) == 2, owners
+
+
+@pytest.mark.slow
+def test_real_local_answer_through_the_engine_on_the_embedded_default(engine, make_app, signer):
+    app = make_app()
+    client = app.test_client()
+    spec = {
+        "version": "v1",
+        "constraints": {"regions": ["us-east"]},
+        "metadata": {"models": ["smollm2-135m"]},
+        "questions": ["geography_basic"],
+    }
+    job_id = submit(client, signer, spec)
+    engine.worker("")
+
+    job = wait_for_job(client, job_id, timeout=180, engine=engine)
+
+    assert job["status"] == "completed", job
+    answer = job["executions"][0]["answers"][0]
+    assert answer["provider"] == "local"
+    assert answer["provider_model"].endswith(".gguf")
+    assert answer["output"].strip() and answer["completion_tokens"] >= 1
+    assert answer["classification"] is not None

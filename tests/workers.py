@@ -156,8 +156,8 @@ class Engine:
     def config(self, base_urls: dict[str, str], name: str = "beacon.toml", **options) -> Path:
         return write_config(self.tmp_path / name, base_urls, **options)
 
-    def worker(self, config: Path, **env: str) -> WorkerProcess:
-        """Starts a worker on this test's database and `config`, and waits until it runs."""
+    def worker(self, config: Path | str, **env: str) -> WorkerProcess:
+        """Starts a worker on this test's database and `config` ("" for the embedded default)."""
         index = len(self.workers)
         worker = WorkerProcess(
             clean_env(DATABASE_URL=self.database_url, BEACON_CONFIG=str(config), **env),
