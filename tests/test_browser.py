@@ -1,0 +1,321 @@
+"""The pages in real Chromium against the real server: gunicorn with gevent workers, whose
+dispatcher runs the jobs against loopback providers in this process.
+
+Also writes the screenshots in docs/screenshots/ (desktop 1280 wide, phone 390 wide).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from portal.loopback import LoopbackProvider, default_responder
+from portal.settings import ENV_NAMES
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# Each provider call takes this long, so a 3 x 3 x 3 job spans several 2 s polls.
+LATENCY_S = 1.0
+REGION_ENV = {
+    "us-east": "US_EAST_BASE_URL",
+    "eu-west": "EU_WEST_BASE_URL",
+    "asia-pacific": "ASIA_PACIFIC_BASE_URL",
+}
+MODELS = {
+    "llama3.2-1b": "🦙 Llama 3.2-1B",
+    "mistral-7b": "🌟 Mistral 7B",
+    "qwen2.5-1.5b": "🔮 Qwen 2.5-1.5B",
+}
+QUESTIONS = ["identity_basic", "tiananmen_neutral", "geography_basic"]
+XSS = "<script>alert(1)</script>"
+JOB_TIMEOUT_MS = 90_000
+LISTENING = re.compile(rb"Listening at: (http://127\.0\.0\.1:\d+)")
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        "!!! /usr/bin/chromium is missing: the browser tests DID NOT RUN "
+        "(apt-get install chromium; scripts/test.sh does it)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def responder(region: str):
+    """Answers like a provider in `region`: Asia-Pacific refuses one topic; one prompt gets
+    markup back, as a hostile or confused model might send."""
+    echo = default_responder(region)
+
+    def respond(model: str, prompt: str) -> str:
+        if "repeat the tag" in prompt:
+            return XSS
+        if region == "asia-pacific" and "Tiananmen" in prompt:
+            return "I'm sorry, but I can't discuss that topic."
+        return echo(model, prompt)
+
+    return respond
+
+
+class Server:
+    """gunicorn with gevent workers on a free port; its dispatcher runs the jobs."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]):
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.log_path = tmp / "gunicorn.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app", "-k", "gevent"]
+        command += ["-c", "gunicorn.conf.py", "--workers", "1", "--bind", "127.0.0.1:0"]
+        command += ["--no-control-socket"]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.url = self._wait_ready(30.0)
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def _wait_ready(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited:\n{self.log()}")
+            found = LISTENING.search(self.log_path.read_bytes())
+            if found:
+                url = found.group(1).decode()
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                        if response.status == 200:
+                            return url
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn did not become healthy in {timeout:g} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    providers = {
+        region: LoopbackProvider(latency_s=LATENCY_S, label=region, responder=responder(region))
+        for region in REGION_ENV
+    }
+    for provider in providers.values():
+        provider.start()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES and k not in REGION_ENV}
+    env.update(
+        {var: providers[region].base_url_openai for region, var in REGION_ENV.items()},
+        BEACON_CONFIG=str(ROOT / "config" / "three-regions.toml"),
+        DATABASE_URL=f"sqlite:///{tmp / 'beacon.sqlite3'}",
+        SECRET_KEY="browser-test-secret",
+        BEACON_SIGNING_KEY=base64.b64encode(os.urandom(32)).decode(),
+        BEACON_DISPATCHER="1",
+        PYTHONUNBUFFERED="1",
+    )
+    live = Server(tmp, env)
+    try:
+        yield live
+    finally:
+        live.stop()
+        for provider in providers.values():
+            provider.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def new_page(browser, viewport=DESKTOP, javascript=True):
+    context = browser.new_context(viewport=viewport, java_script_enabled=javascript)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return page, dialogs
+
+
+def shot(page, name: str, height: int | None = None) -> None:
+    """Saves a screenshot of the viewport, or of the page's first `height` pixels."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = str(SCREENSHOTS / f"{name}.png")
+    if height is None:
+        page.screenshot(path=path)
+    else:
+        width = page.viewport_size["width"]
+        clip = {"x": 0, "y": 0, "width": width, "height": height}
+        page.screenshot(path=path, full_page=True, clip=clip)
+
+
+def fill_form(page, url: str, questions=QUESTIONS, prompt: str | None = None) -> None:
+    page.goto(f"{url}/jobs/new")
+    for question in questions:
+        page.check(f'input[name="questions"][value="{question}"]')
+    if prompt:
+        page.fill('textarea[name="prompt"]', prompt)
+    page.click('button[type="submit"]')
+    page.wait_for_url(re.compile(r".*/jobs/job-[0-9a-f]+$"))
+
+
+def done_and_total(page) -> tuple[int, int]:
+    progress = page.locator(".job-progress")
+    return int(progress.get_attribute("data-done")), int(progress.get_attribute("data-total"))
+
+
+def assert_groups(page) -> None:
+    groups = page.locator("[data-model-group]")
+    assert groups.count() == 3
+    for index, (model_id, title) in enumerate(MODELS.items()):
+        group = groups.nth(index)
+        assert group.get_attribute("data-model-group") == model_id
+        regions = group.locator("[data-region]")
+        assert [regions.nth(i).get_attribute("data-region") for i in range(regions.count())] == [
+            "us-east",
+            "eu-west",
+            "asia-pacific",
+        ]
+        heading = " ".join(group.locator("h2").first.inner_text().split())
+        assert heading == f"{title} (us-east, eu-west, asia-pacific)"
+
+
+def test_form_to_finished_job_with_live_progress(server, browser):
+    page, dialogs = new_page(browser)
+    page.goto(f"{server.url}/jobs/new")
+    shot(page, "new-job-desktop")
+    phone, _ = new_page(browser, PHONE)
+    phone.goto(f"{server.url}/jobs/new")
+    shot(phone, "new-job-phone")
+
+    fill_form(page, server.url)
+    job_url = page.url
+    # A marker on window survives htmx swaps but not a reload.
+    page.evaluate("window.__noReload = true")
+    done, total = done_and_total(page)
+    assert total == 27
+
+    seen = {done}
+    page.wait_for_function(
+        "document.querySelector('.job-progress').dataset.done > 0", timeout=JOB_TIMEOUT_MS
+    )
+    seen.add(done_and_total(page)[0])
+    if page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+        shot(page, "job-running-desktop")
+        phone.goto(job_url)
+        shot(phone, "job-running-phone")
+    page.wait_for_function(
+        "['completed', 'partial', 'failed', 'cancelled']"
+        ".includes(document.querySelector('#job-live').dataset.status)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    seen.add(done_and_total(page)[0])
+    assert page.evaluate("window.__noReload") is True, "the page reloaded instead of swapping"
+    assert page.get_attribute("#job-live", "data-status") == "completed", server.log()
+    assert done_and_total(page) == (27, 27)
+    assert len(seen) >= 3, f"the count did not rise in steps: {sorted(seen)}"
+    assert page.get_attribute("#job-live", "hx-trigger") is None
+
+    # Polling has stopped: no request to the job page goes out for a few poll periods.
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url))
+    page.wait_for_timeout(4500)
+    assert not [u for u in polls if u.split("?")[0] == job_url], polls
+
+    assert_groups(page)
+    assert page.locator("table.heatmap").count() == 9
+    assert page.locator(".refusals .class-refusal", has_text="asia-pacific").count() == 3
+    assert dialogs == []
+    page.reload()
+    shot(page, "job-finished-desktop", height=2200)
+    phone.goto(job_url)
+    shot(phone, "job-finished-phone", height=2400)
+    page.goto(server.url)
+    assert page.locator(f'tr[data-job="{job_url.rsplit("/", 1)[-1]}"]').count() == 1
+    shot(page, "jobs-desktop")
+    phone.goto(server.url)
+    shot(phone, "jobs-phone")
+
+
+def test_without_javascript_a_reload_reaches_the_complete_page(server, browser):
+    page, _ = new_page(browser, javascript=False)
+    fill_form(page, server.url)
+    assert page.locator("#job-live").get_attribute("hx-trigger") == "every 2s"
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+        assert time.monotonic() < deadline, "the job did not end"
+        page.wait_for_timeout(1000)
+        page.reload()
+    assert page.get_attribute("#job-live", "data-status") == "completed", server.log()
+    assert done_and_total(page) == (27, 27)
+    assert_groups(page)
+    # The "only where regions differ" filter is a plain GET form.
+    page.check("#differs")
+    page.click("form.filter button[type=submit]")
+    page.wait_for_url(re.compile(r".*differs=1.*"))
+    assert page.locator("article.question").count() == 3
+    assert page.locator("[data-model-group]").count() == 3
+    # "Show all" works without JavaScript: <details> opens natively.
+    assert page.locator("details.diff-box").count() > 0
+
+
+def test_model_output_with_markup_shows_as_text_and_runs_nothing(server, browser):
+    page, dialogs = new_page(browser)
+    fill_form(page, server.url, questions=[], prompt="Please repeat the tag exactly.")
+    page.wait_for_function(
+        "['completed', 'partial', 'failed', 'cancelled']"
+        ".includes(document.querySelector('#job-live').dataset.status)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    outputs = page.locator(".output")
+    assert outputs.count() == 9
+    assert all(outputs.nth(i).inner_text() == XSS for i in range(9))
+    assert page.locator("main script").count() == 0
+    page.reload()
+    page.wait_for_timeout(500)
+    assert dialogs == []
