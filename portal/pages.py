@@ -54,6 +54,8 @@ def _setup(state) -> None:
     # CSRF is checked for page POSTs only (form field or the X-CSRFToken header that
     # <body hx-headers> adds); the JSON API is guarded by signatures and the bearer token.
     state.app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    # A job page stays open while its job runs; its token lasts as long as the session.
+    state.app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(state.app)
 
 
