@@ -8,6 +8,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # default request timeout stays; graceful shutdown leaves time to hand leases back.
 graceful_timeout = 20
 accesslog = "-"
+# The control socket is one path per user (~/.gunicorn/gunicorn.ctl), so two servers on one
+# machine would fight over it; nothing here uses gunicornc.
+control_socket_disable = True
 
 
 def post_worker_init(worker):
