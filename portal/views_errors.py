@@ -48,9 +48,12 @@ def handle_http_error(exc: HTTPException):
     message = exc.description or exc.name
     if status == 413:
         message = "the body is over the size limit"
+    # Keep what the exception says besides its body, such as a 405's `Allow` (RFC 9110).
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
     if wants_json():
-        return jsonify(error_body(code, message)), status
-    return render_error(status, message)
+        return jsonify(error_body(code, message)), status, headers
+    page, status = render_error(status, message)
+    return page, status, headers
 
 
 def handle_unexpected(exc: Exception):
