@@ -20,6 +20,7 @@ health_bp = Blueprint("health", __name__)
 JOB_STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
 EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 MAX_LIMIT = 200
+MAX_ROW_ID = 2**63 - 1
 DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -179,7 +180,8 @@ def list_job_executions(job_id: str):
 @bp.get("/executions/<int:execution_id>")
 def get_execution(execution_id: int):
     """Returns one execution with its answers."""
-    execution = db.session.get(Execution, execution_id)
+    # An id beyond a 64-bit integer cannot exist, and the database driver would overflow on it.
+    execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
     if execution is None:
         raise ApiError(404, "execution_not_found", f"no execution with id {execution_id}")
     return jsonify(execution=execution.to_dict(with_answers=True))
