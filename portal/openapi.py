@@ -170,7 +170,19 @@ SCHEMAS = {
     "JobSpec": {
         "type": "object",
         "description": 'A signed JobSpec (SPEC section 4), or the wrapper {"jobspec": {...}}.',
-        "properties": {"signature": STR, "public_key": STR, "jobspec": {"type": "object"}},
+        "properties": {
+            "signature": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9+/]{86}==$",
+                "description": "standard base64 of the 64-byte Ed25519 signature",
+            },
+            "public_key": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9+/]{43}=$",
+                "description": "standard base64 of the 32-byte Ed25519 public key",
+            },
+            "jobspec": {"type": "object"},
+        },
         "additionalProperties": True,
     },
 }
@@ -199,6 +211,11 @@ def query(name: str, schema: dict, description: str) -> dict:
 
 def path_param(name: str, schema: dict) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def any_status(status: dict) -> dict:
+    """Returns a status filter where the empty string, as a form sends it, means any status."""
+    return {**status, "enum": [*status["enum"], ""]}
 
 
 LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (50)")
@@ -248,7 +265,7 @@ def paths() -> dict:
                 "operationId": "list_jobs",
                 "summary": "List jobs, newest first",
                 "parameters": [
-                    query("status", STATUS_JOB, "only jobs in this status"),
+                    query("status", any_status(STATUS_JOB), "only jobs in this status"),
                     LIMIT,
                     CURSOR,
                 ],
@@ -332,7 +349,7 @@ def paths() -> dict:
                     query("job_id", STR, "job id"),
                     query("model_id", STR, "model id"),
                     query("region", STR, "region id"),
-                    query("status", STATUS_ANSWER, "execution status"),
+                    query("status", any_status(STATUS_ANSWER), "execution status"),
                     LIMIT,
                     CURSOR,
                 ],
