@@ -12,10 +12,12 @@ else
   source scripts/install.sh "dev"
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
+# Chromium for the browser tests; the emoji font so model icons render in screenshots.
+if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's chromium for the browser tests..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "Installing Debian's chromium and fonts-noto-color-emoji for the browser tests..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      chromium fonts-noto-color-emoji >/dev/null
   else
     echo "!!! /usr/bin/chromium is missing and cannot be installed here: browser tests will SKIP" >&2
   fi
