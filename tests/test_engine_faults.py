@@ -240,7 +240,12 @@ def test_cancel_and_retry_need_the_admin_token(make_app, signer, tmp_path):
 
     app = make_app(BEACON_CONFIG=str(config), BEACON_ADMIN_TOKEN=TOKEN)
     client = app.test_client()
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": "Bearer s3cret-\u00e9"},
+    ):
         refused = client.post(f"/api/v1/jobs/{job_id}/cancel", headers=headers)
         assert refused.status_code == 401
         assert refused.json["error"]["code"] == "unauthorized"
