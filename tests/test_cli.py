@@ -28,19 +28,23 @@ def test_keygen_sign_submit(make_app, tmp_path, monkeypatch):
     verify = app.test_cli_runner().invoke(args=["beacon", "verify", str(signed_path)])
     assert verify.exit_code == 0 and "beacon-jcs-v1" in verify.output
     assert "is trusted here" in verify.output
-    response = app.test_client().post("/api/v1/jobs", data=signed_path.read_bytes(),
-                                       content_type="application/json")
+    response = app.test_client().post(
+        "/api/v1/jobs", data=signed_path.read_bytes(), content_type="application/json"
+    )
     assert response.status_code == 202, response.json
     assert len(response.json["job"]["executions"]) == 9
 
 
 def test_verify_reports_legacy_scheme_and_untrusted_key(make_app):
     runner = make_app().test_cli_runner()
-    result = runner.invoke(args=["beacon", "verify",
-                                 str(SHARED / "compat" / "portal-jobspec.signed.json")])
+    result = runner.invoke(
+        args=["beacon", "verify", str(SHARED / "compat" / "portal-jobspec.signed.json")]
+    )
     assert "legacy-c2" in result.output and "NOT trusted" in result.output
     assert result.exit_code == 3
-    bad = runner.invoke(args=["beacon", "verify", str(SHARED / "compat" / "invalid-signature.json")])
+    bad = runner.invoke(
+        args=["beacon", "verify", str(SHARED / "compat" / "invalid-signature.json")]
+    )
     assert bad.exit_code != 0 and "does not verify" in bad.output
 
 

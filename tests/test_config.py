@@ -23,8 +23,16 @@ def test_embedded_default_is_three_local_regions_with_the_bank():
     config = load_config()
     assert list(config.regions) == ["us-east", "eu-west", "asia-pacific"]
     assert config.all_local
-    bank = {"identity_basic", "math_basic", "geography_basic", "tiananmen_neutral",
-            "taiwan_status", "hongkong_2019", "greatest_invention", "greatest_leader"}
+    bank = {
+        "identity_basic",
+        "math_basic",
+        "geography_basic",
+        "tiananmen_neutral",
+        "taiwan_status",
+        "hongkong_2019",
+        "greatest_invention",
+        "greatest_leader",
+    }
     assert bank <= set(config.questions)
     assert [m.id for m in config.default_models()] == ["smollm2-135m"]
 
@@ -38,20 +46,26 @@ def test_three_regions_file_and_aliases():
     assert config.regions["eu-west"].max_concurrency == 2
 
 
-@pytest.mark.parametrize(("text", "key", "problem"), [
-    ("[execution]\nmax_concurrency = 0\n", "execution.max_concurrency", "at least 1"),
-    ("[execution]\ncall_timeout_s = \"fast\"\n", "execution.call_timeout_s", "must be"),
-    ("[execution]\nmax_concurency = 3\n", "execution.max_concurency", "unknown key"),
-    ("[regions.us-east]\nprovider = \"grpc\"\n", "regions.us-east.provider", "one of"),
-    ("[regions.us-east]\nprovider = \"openai\"\n", "regions.us-east.base_url", "required"),
-    ("[regions.US_East]\nprovider = \"local\"\n", "regions.US_East", "lowercase"),
-    (GOOD_REGION + "[regions.eu]\nprovider = \"local\"\naliases = [\"US-EAST\"]\n",
-     "regions.eu.aliases", "already names"),
-    ("[questions.q1]\ncategory = \"x\"\n", "questions.q1.prompt", "required"),
-    ("[models.m]\ndefault = \"yes\"\n", "models.m.default", "true or false"),
-    ("[nonsense]\n", "nonsense", "unknown table"),
-    ("[execution\n", "(syntax)", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[execution]\nmax_concurrency = 0\n", "execution.max_concurrency", "at least 1"),
+        ('[execution]\ncall_timeout_s = "fast"\n', "execution.call_timeout_s", "must be"),
+        ("[execution]\nmax_concurency = 3\n", "execution.max_concurency", "unknown key"),
+        ('[regions.us-east]\nprovider = "grpc"\n', "regions.us-east.provider", "one of"),
+        ('[regions.us-east]\nprovider = "openai"\n', "regions.us-east.base_url", "required"),
+        ('[regions.US_East]\nprovider = "local"\n', "regions.US_East", "lowercase"),
+        (
+            GOOD_REGION + '[regions.eu]\nprovider = "local"\naliases = ["US-EAST"]\n',
+            "regions.eu.aliases",
+            "already names",
+        ),
+        ('[questions.q1]\ncategory = "x"\n', "questions.q1.prompt", "required"),
+        ('[models.m]\ndefault = "yes"\n', "models.m.default", "true or false"),
+        ("[nonsense]\n", "nonsense", "unknown table"),
+        ("[execution\n", "(syntax)", "not valid TOML"),
+    ],
+)
 def test_bad_file_names_file_key_and_problem(tmp_path, text, key, problem):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:

@@ -44,8 +44,9 @@ def test_upgrade_on_empty_database_matches_models(make_app, empty_url):
         assert diff == [], f"models and migrations disagree: {diff}"
         uniques = inspect(db.engine).get_unique_constraints("executions")
         assert any(set(u["column_names"]) == {"job_id", "model_id", "region"} for u in uniques)
-        model_id = next(c for c in inspect(db.engine).get_columns("executions")
-                        if c["name"] == "model_id")
+        model_id = next(
+            c for c in inspect(db.engine).get_columns("executions") if c["name"] == "model_id"
+        )
         assert model_id["nullable"] is False
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
