@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from .conftest import SHARED, THREE_REGIONS, ROOT
+from .conftest import ROOT, SHARED, THREE_REGIONS
 
 
 def test_keygen_sign_submit(make_app, tmp_path, monkeypatch):
