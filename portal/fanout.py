@@ -26,10 +26,10 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import jobs, providers
+from . import jobs, providers, reports
 from .config import BeaconConfig
 from .db import db
-from .models import ACTIVE, Answer, Execution, utcnow
+from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -458,8 +458,10 @@ def _finish(ctx: _Context) -> None:
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
     db.session.commit()
-    jobs.refresh_status(ctx.job_id)
+    status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
+    if status in JOB_ENDED:
+        reports.precompute(ctx.job_id)
 
 
 def _ms(delta: timedelta) -> int:

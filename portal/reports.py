@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
+from sqlalchemy import select
+
 from . import compare
 from .db import db
 from .errors import ApiError
 from .models import Job, iso
+
+log = logging.getLogger(__name__)
 
 
 def job_comparison(job: Job, baseline: str | None = None) -> dict:
@@ -28,3 +34,17 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
         job.comparison_cache = {"key": key, "doc": doc}
         db.session.commit()
     return doc
+
+
+def precompute(job_id: str) -> None:
+    """Computes and caches an ended job's comparison, so no page view has to wait for it."""
+    job = db.session.scalar(select(Job).where(Job.id == job_id))
+    if job is None or not job.ended:
+        return
+    try:
+        job_comparison(job)
+    except Exception:
+        # The job itself is done and stored; a comparison that fails here is computed again
+        # (and its error shown) when the comparison is first asked for.
+        db.session.rollback()
+        log.exception("comparison of job %s failed after it ended", job_id)

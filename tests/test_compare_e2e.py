@@ -10,7 +10,7 @@ import re
 import pytest
 
 from .conftest import spec_3x3
-from .workers import REGIONS, Engine, submit, wait_for_job
+from .workers import REGIONS, Engine, submit, wait_for_job, wait_until
 
 CONTROL = ["identity_basic", "geography_basic"]
 SENSITIVE = ["tiananmen_neutral", "taiwan_status"]
@@ -44,13 +44,13 @@ def censored_job(tmp_path, database_url, make_app, signer):
         engine.worker(config)
         job = wait_for_job(client, job_id, engine=engine)
         assert job["status"] == "completed"
-        yield client, job
+        yield client, job, app
     finally:
         engine.close()
 
 
 def test_refusals_similarity_diffs_and_divergence(censored_job):
-    client, job = censored_job
+    client, job, _ = censored_job
     stored = {
         (e["model_id"], e["region"], a["question_id"]): a["classification"]
         for e in job["executions"]
@@ -86,10 +86,28 @@ def question_ids_on_page(html: str) -> list[str]:
 
 
 def test_filter_shows_only_the_questions_where_regions_differ(censored_job):
-    client, job = censored_job
+    client, job, _ = censored_job
     everything = question_ids_on_page(client.get(f"/jobs/{job['id']}").get_data(as_text=True))
     assert sorted(set(everything)) == sorted(CONTROL + SENSITIVE)
     assert len(everything) == 3 * 4
     filtered = client.get(f"/jobs/{job['id']}?differs=1").get_data(as_text=True)
     shown = question_ids_on_page(filtered)
     assert sorted(set(shown)) == sorted(SENSITIVE) and len(shown) == 3 * 2
+
+
+def test_worker_caches_the_comparison_when_the_job_ends(censored_job):
+    _, job, app = censored_job
+    from sqlalchemy import select
+
+    from portal.db import db
+    from portal.models import Job
+
+    def cached():
+        with app.app_context():
+            row = db.session.scalar(select(Job).where(Job.id == job["id"]))
+            db.session.remove()
+            return row.comparison_cache
+
+    cache = wait_until(cached, timeout=20, what="the worker to cache the comparison")
+    assert cache["doc"]["job_id"] == job["id"]
+    assert [m["model_id"] for m in cache["doc"]["models"]] == job["models"]
