@@ -13,7 +13,6 @@ import importlib.util
 import io
 import os
 import re
-import threading
 from collections import Counter, OrderedDict, defaultdict
 from itertools import combinations
 
@@ -198,12 +197,20 @@ def lexical_similarity(a: str, b: str) -> float:
     return (_jaccard(ta, tb) + _edit(ta, tb)) / 2
 
 
+def _real_lock():
+    # A lock of the OS, even when gevent has patched `threading`: embedding runs on a real thread.
+    from gevent.monkey import get_original
+
+    return get_original("_thread", "allocate_lock")()
+
+
 _model = None
-_model_lock = threading.Lock()
+_model_lock = _real_lock()
 # Embeddings by text, so re-rendering a job's comparison does not embed its answers again.
 _vectors: OrderedDict = OrderedDict()
-_vectors_lock = threading.Lock()
+_vectors_lock = _real_lock()
 _VECTORS_KEPT = 4096
+_embed_threads = None
 
 
 def semantic_available() -> bool:
@@ -227,6 +234,22 @@ def _embedding_model():
 
 
 def _embed(texts: list[str]) -> list:
+    """Embeds `texts`; in a gevent process on a real OS thread, so the event loop keeps running."""
+    import gevent.monkey
+
+    if not gevent.monkey.is_module_patched("threading"):
+        return _embed_now(texts)
+    global _embed_threads
+    if _embed_threads is None:
+        from gevent.threadpool import ThreadPool
+
+        # One thread: loading the model and encoding take seconds of CPU; in a greenlet they
+        # would stall every provider call and lease heartbeat of the worker (docs/comparison.md).
+        _embed_threads = ThreadPool(1)
+    return _embed_threads.apply(_embed_now, (texts,))
+
+
+def _embed_now(texts: list[str]) -> list:
     distinct = list(dict.fromkeys(texts))
     with _vectors_lock:
         found = {t: _vectors[t] for t in distinct if t in _vectors}

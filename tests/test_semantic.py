@@ -97,3 +97,51 @@ def test_without_the_extra_the_comparison_is_lexical():
         "refusal_regions": ["asia-pacific"],
         "refused": True,
     }
+
+
+LOOP_PROBE = r"""
+from gevent import monkey
+monkey.patch_all()
+import json, time, gevent
+from portal.compare import semantic_similarity
+
+gaps, last = [], [time.monotonic()]
+
+def tick():
+    while True:
+        gevent.sleep(0.05)
+        now = time.monotonic()
+        gaps.append(now - last[0])
+        last[0] = now
+
+ticker = gevent.spawn(tick)
+started = time.monotonic()
+matrix = semantic_similarity(["The capital of Australia is Canberra.",
+                              "Canberra is Australia's capital city.",
+                              "I like to eat apples in autumn."])
+took = time.monotonic() - started
+ticker.kill()
+print(json.dumps({"took": took, "max_gap": max(gaps), "ticks": len(gaps),
+                  "paraphrase": matrix[0][1], "unrelated": matrix[0][2]}))
+"""
+
+
+@needs_extra
+def test_embedding_in_a_gevent_worker_leaves_the_event_loop_running():
+    # Loading the model and embedding take seconds of CPU; on the loop they would stall every
+    # provider call and lease heartbeat of the worker.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe["paraphrase"] > probe["unrelated"]
+    # The ticker wakes every 50 ms; the loop must never go a full second without it.
+    assert probe["max_gap"] < 1.0, probe
+    assert probe["ticks"] >= probe["took"] / 0.05 * 0.5, probe
