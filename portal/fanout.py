@@ -193,6 +193,10 @@ class Dispatcher:
             ids = claim(region, min(free, count), self.owner, self.config.execution.lease_s)
             db.session.commit()
             for execution_id in ids:
+                if execution_id in self.running:
+                    # Our own lease lapsed (the process stalled) and we claimed it back: the
+                    # task still running it goes on; a second one would ask its questions twice.
+                    continue
                 if slot is not None:
                     slot.acquire(blocking=False)
                 self.running.add(execution_id)

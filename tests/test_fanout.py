@@ -159,3 +159,33 @@ def test_real_local_answer_through_the_engine_on_the_embedded_default(engine, ma
     assert answer["provider_model"].endswith(".gguf")
     assert answer["output"].strip() and answer["completion_tokens"] >= 1
     assert answer["classification"] is not None
+
+
+def test_a_lapsed_lease_claimed_back_by_its_own_worker_is_not_run_twice(make_app, signer):
+    # A worker that stalls past lease_s may claim its own running execution again; the task
+    # already running it must stay the only one.
+    from datetime import timedelta
+
+    from portal.models import utcnow
+
+    from .conftest import THREE_REGIONS
+    from .workers import submit
+
+    app = make_app(BEACON_CONFIG=str(THREE_REGIONS))
+    job_id = submit(app.test_client(), signer, spec_3x3(metadata={"models": ["llama3.2-1b"]}))
+    dispatcher = fanout.Dispatcher(app, owner="stalled-worker")
+    with app.app_context():
+        first = db.session.scalars(
+            select(Execution).where(Execution.job_id == job_id).order_by(Execution.id)
+        ).first()
+        first.status, first.lease_owner = "running", dispatcher.owner
+        first.lease_expires_at = utcnow() - timedelta(seconds=5)
+        db.session.commit()
+        dispatcher.running.add(first.id)
+        started = dispatcher.tick()
+        spawned = len(dispatcher.pool)
+        dispatcher.pool.kill()
+        renewed = db.session.get(Execution, first.id, populate_existing=True)
+        assert renewed.lease_owner == dispatcher.owner and renewed.lease_expires_at > utcnow()
+    assert first.id in dispatcher.running
+    assert started == spawned == 2  # the job's two other executions, not the lapsed one again
