@@ -21,6 +21,7 @@ ENV_NAMES = (
     "BEACON_TRUSTED_KEYS",
     "BEACON_MAX_CONCURRENCY",
     "BEACON_ADMIN_TOKEN",
+    "BEACON_SEMANTIC",
 )
 
 
@@ -34,6 +35,8 @@ class Settings:
     signing_seed: bytes
     portal_public_key: str
     admin_token: str | None
+    # Sentence embeddings when the `semantic` extra is installed, unless BEACON_SEMANTIC=0.
+    semantic: bool = True
 
 
 def current() -> Settings:
@@ -69,8 +72,17 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         raise ConfigError("environment", "BEACON_TRUSTED_KEYS", str(exc)) from None
     seed = _signing_seed(get("BEACON_SIGNING_KEY"), Path(app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = config.intake.max_body_bytes
+    semantic = get("BEACON_SEMANTIC")
+    if semantic not in (None, "0", "1"):
+        raise ConfigError("environment", "BEACON_SEMANTIC", f"must be 0 or 1, not {semantic!r}")
     return Settings(
-        env, config, trusted, seed, signing.public_key_b64(seed), get("BEACON_ADMIN_TOKEN")
+        env,
+        config,
+        trusted,
+        seed,
+        signing.public_key_b64(seed),
+        get("BEACON_ADMIN_TOKEN"),
+        semantic=semantic != "0",
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.compare import CSV_COLUMNS
+from portal.config import ConfigError
 from portal.db import db
 from portal.models import Job
 
@@ -89,3 +90,12 @@ def test_comparison_is_cached_once_ended_and_refuses_unknown_baseline(finished_j
     bad = client.get(f"/api/v1/jobs/{job_id}/comparison?baseline=mars")
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_parameter"
     assert client.get("/api/v1/jobs/none/comparison.csv").status_code == 404
+
+
+def test_semantic_can_be_switched_off(finished_job, make_app):
+    app, _, job_id = finished_job
+    lexical = make_app(create_tables=False, BEACON_CONFIG=str(THREE_REGIONS), BEACON_SEMANTIC="0")
+    doc = lexical.test_client().get(f"/api/v1/jobs/{job_id}/comparison").json["comparison"]
+    assert doc["measure"] == "lexical"
+    with pytest.raises(ConfigError, match="BEACON_SEMANTIC"):
+        make_app(create_tables=False, BEACON_SEMANTIC="maybe")
