@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def shared_dir() -> Path:
     """Returns the read-only shared folder beside the repository (or BEACON_SHARED_DIR)."""
     env = os.environ.get("BEACON_SHARED_DIR")
-    return Path(env) if env else ROOT.parent / "shared"
+    path = Path(env) if env else ROOT.parent / "shared"
+    if not (path / "signing-vectors.json").is_file():
+        # The signing vectors and the compat corpus are required fixtures: never skip them.
+        raise RuntimeError(
+            f"the shared test fixtures are not at {path}: put the shared/ folder beside the "
+            "repository or set BEACON_SHARED_DIR"
+        )
+    return path
 
 
 SHARED = shared_dir()

@@ -1,8 +1,6 @@
 import base64
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import pytest
 from nacl.exceptions import BadSignatureError
@@ -11,18 +9,8 @@ from nacl.signing import VerifyKey
 from portal import signing
 from portal.signing import SignatureError
 
+from .conftest import SHARED
 
-def shared_dir() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared"
-    if path.is_dir():
-        return path
-    env = os.environ.get("BEACON_SHARED_DIR")
-    if env:
-        return Path(env)
-    pytest.skip("shared fixtures not found; set BEACON_SHARED_DIR")
-
-
-SHARED = shared_dir()
 VECTORS = json.loads((SHARED / "signing-vectors.json").read_text(encoding="utf-8"))
 SEED = bytes.fromhex(VECTORS["test_signing_key_seed_hex"])
 

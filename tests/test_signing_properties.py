@@ -1,8 +1,6 @@
 import base64
 import copy
 import json
-import os
-from pathlib import Path
 
 import pytest
 import rfc8785
@@ -12,19 +10,11 @@ from hypothesis import strategies as st
 from portal import signing
 from portal.signing import SignatureError
 
+from .conftest import SHARED
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENVELOPE = ("signature", "public_key")
 SEED = bytes(range(32))
-
-
-def shared_dir() -> Path:
-    path = Path(__file__).resolve().parents[2] / "shared"
-    if path.is_dir():
-        return path
-    env = os.environ.get("BEACON_SHARED_DIR")
-    if env:
-        return Path(env)
-    pytest.skip("shared fixtures not found; set BEACON_SHARED_DIR")
 
 
 LEGACY_FILES = {
@@ -35,7 +25,7 @@ LEGACY_FILES = {
 
 
 def load_compat(name: str) -> dict:
-    body = signing.load_json((shared_dir() / "compat" / name).read_bytes())
+    body = signing.load_json((SHARED / "compat" / name).read_bytes())
     return body["jobspec"] if "jobspec" in body else body
 
 
