@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import api, cli, pages, settings, views_errors
+    from . import api, cli, pages, ratelimit, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -27,6 +28,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["beacon"] = settings.load_settings(app, overrides)
     app.config.update({k: v for k, v in overrides.items() if k.isupper()})
     app.config["BEACON_VERSION"] = __version__
+    if app.extensions["beacon"].env == "production":
+        # Railway (like most hosts) puts one proxy in front: trust its X-Forwarded-For and
+        # -Proto, so client addresses (the rate limit's key) and https URLs are the real ones.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    intake_limits = app.extensions["beacon"].config.intake
+    app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(intake_limits.rate_limit)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import re
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,6 +38,8 @@ def get_health():
 @bp.post("/jobs")
 def create_job():
     """Verifies, stores and queues a signed JobSpec; the same bytes again return the job."""
+    # Every attempt counts, refused ones included: signature guessing is what it slows down.
+    current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
     if not request.is_json:
         raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
     ctx = intake_context()

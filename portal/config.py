@@ -40,6 +40,8 @@ class IntakeSettings:
     legacy_signatures: bool = True
     timestamp_window_s: float = 600.0
     max_body_bytes: int = 1048576
+    # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
+    rate_limit: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,14 +214,26 @@ class _Checker:
             "legacy_signatures": bool,
             "timestamp_window_s": (int, float),
             "max_body_bytes": int,
+            "rate_limit": str,
         }
         allowed = {k: types[k] for k in cls.__dataclass_fields__}
         self.keys(name, entry, allowed)
         for key, value in entry.items():
+            if key == "rate_limit":
+                self.rate(f"{name}.{key}", value)
+                continue
             minimum = 0 if key == "timestamp_window_s" else 1
             if not isinstance(value, bool) and value < minimum:
                 self.fail(f"{name}.{key}", f"must be at least {minimum} (got {value})")
         return cls(**entry)
+
+    def rate(self, key: str, value: str) -> None:
+        from .ratelimit import parse_rate
+
+        try:
+            parse_rate(value)
+        except ValueError:
+            self.fail(key, f'must read like "30 per minute", or "" for no limit (got {value!r})')
 
     def region(self, key: str, entry: dict) -> Region:
         prefix = f"regions.{key}"

@@ -37,7 +37,7 @@ def handle_api_error(exc: ApiError):
     """Renders a domain refusal in the shape its caller reads."""
     db.session.rollback()
     if wants_json():
-        return jsonify(exc.body()), exc.status
+        return jsonify(exc.body()), exc.status, exc.headers
     return render_error(exc.status, exc.message)
 
 

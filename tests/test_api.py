@@ -367,3 +367,45 @@ def test_catalogue_and_health(client3):
 def test_unknown_api_path_is_json_404(client3):
     response = client3.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+
+
+def test_submissions_over_the_rate_limit_get_429(make_app, signer, tmp_path):
+    config = tmp_path / "limited.toml"
+    config.write_text(THREE_REGIONS.read_text() + '\n[intake]\nrate_limit = "3 per minute"\n')
+    app = make_app(BEACON_CONFIG=str(config))
+    client = app.test_client()
+    assert post(client, signer.body(spec_3x3(id="one"))).status_code == 202
+    assert post(client, b"{not json").status_code == 400
+    assert post(client, signer.body(spec_3x3(id="two"))).status_code == 202
+    before = row_counts(app)
+    refused = post(client, signer.body(spec_3x3(id="three")))
+    assert refused.status_code == 429
+    assert refused.json["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert row_counts(app) == before
+    other = client.post(
+        "/api/v1/jobs",
+        data=signer.body(spec_3x3(id="four")),
+        content_type="application/json",
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    )
+    assert other.status_code == 202, "the limit is per client address"
+
+
+def test_production_reads_the_client_address_through_one_proxy(make_app, signer, tmp_path):
+    config = tmp_path / "limited.toml"
+    config.write_text(THREE_REGIONS.read_text() + '\n[intake]\nrate_limit = "1 per minute"\n')
+    app = make_app(BEACON_CONFIG=str(config), BEACON_ENV="production")
+    client = app.test_client()
+
+    def from_client(address: str, job_id: str):
+        return client.post(
+            "/api/v1/jobs",
+            data=signer.body(spec_3x3(id=job_id)),
+            content_type="application/json",
+            headers={"X-Forwarded-For": address},
+        )
+
+    assert from_client("203.0.113.1", "a").status_code == 202
+    assert from_client("203.0.113.1", "b").status_code == 429
+    assert from_client("203.0.113.2", "c").status_code == 202

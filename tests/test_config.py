@@ -114,3 +114,9 @@ def test_portal_key_is_generated_once_into_the_instance(tmp_path):
 def test_base_url_env_overrides_the_file(monkeypatch):
     monkeypatch.setenv("EU_WEST_BASE_URL", "http://127.0.0.1:9999/v1/")
     assert load_config(THREE_REGIONS).regions["eu-west"].base_url == "http://127.0.0.1:9999/v1"
+
+
+def test_rate_limit_must_parse(tmp_path):
+    with pytest.raises(ConfigError, match='intake.rate_limit: must read like "30 per minute"'):
+        load_config(write(tmp_path, '[intake]\nrate_limit = "lots"\n'))
+    assert load_config(write(tmp_path, '[intake]\nrate_limit = "5/second"\n')).intake.rate_limit
