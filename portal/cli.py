@@ -178,7 +178,14 @@ def worker_command():
     show_default=True,
     help="where the portal's pages are served",
 )
-def demo_command(inline: bool, base_url: str):
+@click.option(
+    "--question",
+    "questions",
+    multiple=True,
+    metavar="ID",
+    help="ask only this question of the bank (repeatable; default: every question)",
+)
+def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
     """Submits a job of every default question, the default models and every region; follows it."""
     import secrets
     import time
@@ -203,7 +210,7 @@ def demo_command(inline: bool, base_url: str):
             "nonce": secrets.token_urlsafe(12),
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         },
-        "questions": list(config.questions),
+        "questions": list(questions) or list(config.questions),
         "runs": 1,
     }
     signed = json.dumps(signing.sign(spec, s.signing_seed))
@@ -250,8 +257,23 @@ def demo_command(inline: bool, base_url: str):
     finally:
         if dispatcher is not None:
             dispatcher.stop()
+    _show_first_answers(job_id)
     click.echo(f"job {job_id} ended {db_job.status}. Look at it in the browser:")
     click.echo(f"  {base_url.rstrip('/')}/jobs/{job_id}")
+
+
+def _show_first_answers(job_id: str, width: int = 160) -> None:
+    """Prints what each region answered to the job's first question, one line per region."""
+    job = _fresh_job(job_id)
+    first = job.questions[0]
+    click.echo(f"what each region answered to {first['id'] or first['prompt']!r}:")
+    for execution in job.executions:
+        answer = next((a for a in execution.answers if a.question_index == 0), None)
+        if answer is None:
+            continue
+        said = " ".join((answer.output or "").split()) or f"({answer.status}: {answer.error})"
+        said = said if len(said) <= width else said[: width - 1] + "…"
+        click.echo(f"  {execution.model_id} @ {execution.region}: {said}")
 
 
 def _fresh_job(job_id: str):
