@@ -377,11 +377,12 @@ def _model_group(doc, model_id, executions, compared, differs_only) -> dict:
 
 
 def _answer_view(answer: dict, entry: dict | None) -> dict:
-    view = {**answer, "similarity_to_baseline": None, "diff": None}
+    view = {**answer, "similarity_to_baseline": None, "diff": None, "diff_text": ""}
     if entry is not None:
         view["classification"] = entry.get("classification") or answer["classification"]
         view["similarity_to_baseline"] = entry.get("similarity_to_baseline")
         view["diff"] = entry.get("diff")
+        view["diff_text"] = entry.get("diff_text") or ""
     return view
 
 

@@ -89,6 +89,9 @@ def test_filter_shows_only_the_questions_where_regions_differ(censored_job):
     client, job, _ = censored_job
     everything = question_ids_on_page(client.get(f"/jobs/{job['id']}").get_data(as_text=True))
     assert sorted(set(everything)) == sorted(CONTROL + SENSITIVE)
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert "3 models × 3 regions × 4 questions" in page
+    assert "Word for word the same as us-east." in page
     assert len(everything) == 3 * 4
     filtered = client.get(f"/jobs/{job['id']}?differs=1").get_data(as_text=True)
     shown = question_ids_on_page(filtered)
