@@ -322,9 +322,10 @@ def _ask(ctx: _Context, answer_id: int) -> bool:
         else:
             answer.status = "running"
             answer.attempts += 1
-            prompt = answer.prompt
+            # Read before the commit, which expires them (reading after costs a SELECT).
+            prompt, deadline = answer.prompt, job.deadline_at
             db.session.commit()
-            again = _call_and_record(ctx, answer_id, prompt, job.deadline_at)
+            again = _call_and_record(ctx, answer_id, prompt, deadline)
             if again is None:
                 return False
             if again:
@@ -352,7 +353,6 @@ def _call_and_record(
     if not ctx.own():
         db.session.rollback()
         return None
-    job = jobs.load_job(ctx.job_id)
     answer = db.session.get(Answer, answer_id, populate_existing=True)
     if answer is None or answer.status != "running":
         db.session.commit()
@@ -361,6 +361,8 @@ def _call_and_record(
         _complete(answer, result)
         db.session.commit()
         return False
+    # Only a failure needs the job (was it cancelled meanwhile?).
+    job = jobs.load_job(ctx.job_id)
     answer.provider = ctx.region.provider
     answer.provider_model = ctx.model.provider_model or ctx.model.id
     answer.started_at, answer.latency_ms = started, _ms(finished - started)
