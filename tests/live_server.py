@@ -1,25 +1,27 @@
-"""The real portal under gunicorn (gevent worker) on a free loopback port, for tests that need
-a server over HTTP rather than the Flask test client.
+"""Subprocesses for tests that need the real thing: gunicorn serving the portal over HTTP, or
+an engine worker. `Process` is the one way they start (a command, an environment, a log file),
+wait (a predicate or a timeout, failing with the log) and stop (SIGTERM, then SIGKILL).
 
 `live_server(env, tmp_path)` upgrades a fresh SQLite database with `flask --app wsgi db upgrade`,
 starts `gunicorn wsgi:app -k gevent --workers 1`, waits for `/health`, yields the base URL and
-stops the server (SIGTERM, then SIGKILL) when the block ends. `make_live_server` is the fixture
-form: call it as often as a test needs, every server is stopped at teardown.
+stops the server when the block ends; `serving` is the same but yields the `LiveServer`.
+`make_live_server` is the fixture form: call it as often as a test needs, every server is
+stopped at teardown.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,121 @@ BIN = Path(sys.executable).parent
 LISTENING = re.compile(rb"Listening at: (http://127\.0\.0\.1:\d+)")
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Returns the first truthy value of `predicate()`, or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """One subprocess in its own session, started in the project root, logging to a file."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path, name: str):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def wait_for(self, predicate: Callable, timeout: float, what: str, interval: float = 0.1):
+        """Returns the first truthy `predicate()`; fails with the log on exit or timeout."""
+
+        def running_and_ready():
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}")
+            return predicate()
+
+        try:
+            return wait_until(running_and_ready, timeout, interval, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        """Kills the process group with SIGKILL: no clean-up."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stops the process with SIGTERM (graceful), its group with SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def gunicorn_command() -> list[str]:
+    """Returns the command serving the portal with one gevent worker on a free loopback port."""
+    return [
+        str(BIN / "gunicorn"),
+        "wsgi:app",
+        "-k",
+        "gevent",
+        # The web process's settings: each worker runs a dispatcher (if BEACON_DISPATCHER says).
+        "-c",
+        "gunicorn.conf.py",
+        "--workers",
+        "1",
+        # Port 0: the kernel picks a free port and gunicorn logs it, so there is no race.
+        "--bind",
+        "127.0.0.1:0",
+        # Concurrent servers would otherwise share ~/.gunicorn/gunicorn.ctl.
+        "--no-control-socket",
+    ]
+
+
+class LiveServer(Process):
+    """A process serving the portal: gunicorn on a free port unless `command` says otherwise;
+    its base URL is `url`, or the one gunicorn logs."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        command: Sequence[str] | None = None,
+        url: str = "",
+    ):
+        super().__init__(command or gunicorn_command(), env, log_path, name="gunicorn")
+        self.url = url
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S, interval: float = 0.1) -> str:
+        """Waits until /health answers 200 and returns the base URL."""
+
+        def healthy():
+            if not self.url:
+                found = LISTENING.search(self.log_path.read_bytes())
+                self.url = found.group(1).decode() if found else ""
+            return self.url if self.url and _health_ok(self.url) else ""
+
+        return self.wait_for(healthy, timeout, "/health to answer 200", interval)
+
+
+def _health_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False  # not listening yet, or workers still booting
 
 
 def server_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
@@ -63,89 +180,34 @@ def upgrade_database(env: dict[str, str], log: Path) -> None:
         raise AssertionError(f"db upgrade failed:\n{log.read_text('utf-8', 'replace')}")
 
 
-class LiveServer:
-    """One gunicorn process writing its log to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "wsgi:app",
-                "-k",
-                "gevent",
-                "--workers",
-                "1",
-                # Port 0: the kernel picks a free port and gunicorn logs it, so there is no race.
-                "--bind",
-                "127.0.0.1:0",
-                # Concurrent servers would otherwise share ~/.gunicorn/gunicorn.ctl.
-                "--no-control-socket",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.url = ""
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", errors="replace")
-
-    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> str:
-        """Waits until /health answers 200 and returns the base URL."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"gunicorn exited with {self.process.returncode}:\n{self.log()}"
-                )
-            if not self.url:
-                found = LISTENING.search(self.log_path.read_bytes())
-                self.url = found.group(1).decode() if found else ""
-            if self.url and _health_ok(self.url):
-                return self.url
-            time.sleep(0.1)
-        raise AssertionError(f"no healthy server after {timeout:g} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Stops gunicorn with SIGTERM (graceful), SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._log.close()
-
-
-def _health_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 @contextlib.contextmanager
-def live_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """Runs the portal under gunicorn with `env` on a fresh database; yields its base URL."""
+def serving(
+    env: dict[str, str],
+    tmp_path: Path,
+    start_timeout: float = START_TIMEOUT_S,
+    stop_timeout: float = STOP_TIMEOUT_S,
+) -> Iterator[LiveServer]:
+    """Runs the portal under gunicorn with `env` on a fresh database; yields the server."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     full_env = server_env(env, tmp_path)
     upgrade_database(full_env, tmp_path / "upgrade.log")
     server = LiveServer(full_env, tmp_path / "gunicorn.log")
     failed = True
     try:
-        url = server.wait_ready()
-        yield url
+        server.wait_ready(start_timeout)
+        yield server
         failed = False
     finally:
-        server.stop()
+        server.stop(stop_timeout)
         if failed:
             print(f"--- gunicorn log ({server.log_path})\n{server.log()}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def live_server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """Runs the portal under gunicorn with `env` on a fresh database; yields its base URL."""
+    with serving(env, tmp_path) as server:
+        yield server.url
 
 
 @pytest.fixture

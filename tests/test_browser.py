@@ -7,25 +7,20 @@ writes them into docs/screenshots/.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from portal.loopback import LoopbackProvider, default_responder
-from portal.settings import ENV_NAMES
+
+from .live_server import ROOT, serving
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -59,7 +54,6 @@ MODELS = {
 QUESTIONS = ["identity_basic", "tiananmen_neutral", "geography_basic"]
 XSS = "<script>alert(1)</script>"
 JOB_TIMEOUT_MS = 90_000
-LISTENING = re.compile(rb"Listening at: (http://127\.0\.0\.1:\d+)")
 
 if not CHROMIUM.exists():
     pytest.skip(
@@ -85,88 +79,27 @@ def responder(region: str):
     return respond
 
 
-class Server:
-    """gunicorn with gevent workers on a free port; its dispatcher runs the jobs."""
-
-    def __init__(self, tmp: Path, env: dict[str, str]):
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        self.log_path = tmp / "gunicorn.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        command = [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app", "-k", "gevent"]
-        command += ["-c", "gunicorn.conf.py", "--workers", "1", "--bind", "127.0.0.1:0"]
-        command += ["--no-control-socket"]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.url = self._wait_ready(30.0)
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", errors="replace")
-
-    def _wait_ready(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"gunicorn exited:\n{self.log()}")
-            found = LISTENING.search(self.log_path.read_bytes())
-            if found:
-                url = found.group(1).decode()
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                        if response.status == 200:
-                            return url
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        raise AssertionError(f"gunicorn did not become healthy in {timeout:g} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
+    """gunicorn with gevent workers on a free port; its dispatcher runs the jobs."""
     providers = {
         region: LoopbackProvider(latency_s=LATENCY_S, label=region, responder=responder(region))
         for region in REGION_ENV
     }
     for provider in providers.values():
         provider.start()
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES and k not in REGION_ENV}
-    env.update(
-        {var: providers[region].base_url_openai for region, var in REGION_ENV.items()},
-        BEACON_CONFIG=str(ROOT / "config" / "three-regions.toml"),
-        DATABASE_URL=f"sqlite:///{tmp / 'beacon.sqlite3'}",
-        SECRET_KEY="browser-test-secret",
-        BEACON_SIGNING_KEY=base64.b64encode(os.urandom(32)).decode(),
-        BEACON_DISPATCHER="1",
-        PYTHONUNBUFFERED="1",
-    )
-    live = Server(tmp, env)
+    env = {
+        **{var: providers[region].base_url_openai for region, var in REGION_ENV.items()},
+        "BEACON_CONFIG": str(ROOT / "config" / "three-regions.toml"),
+        "SECRET_KEY": "browser-test-secret",
+        "BEACON_DISPATCHER": "1",
+    }
     try:
-        yield live
+        with serving(
+            env, tmp_path_factory.mktemp("live"), start_timeout=30, stop_timeout=20
+        ) as live:
+            yield live
     finally:
-        live.stop()
         for provider in providers.values():
             provider.stop()
 

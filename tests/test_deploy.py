@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from portal.config import load_config
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import THREE_REGIONS, spec_3x3
-from .workers import REGIONS, ROOT, Engine, clean_env, wait_until
+from .live_server import ROOT, LiveServer
+from .workers import REGIONS, Engine, clean_env, wait_until
 
 
 def procfile() -> dict[str, str]:
@@ -41,55 +41,25 @@ def shell_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": bin_dir + os.pathsep + env.get("PATH", "")}
 
 
-class Web:
-    """The Procfile's `web` process started through a shell, as a platform starts it."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.log_path = log_path
-        self.process = subprocess.Popen(
-            ["bash", "-c", "exec " + procfile()["web"]],
-            cwd=ROOT,
-            env=shell_env({**env, "PORT": str(self.port)}),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", errors="replace")
-
-    def wait_healthy(self, timeout: float = 60) -> None:
-        def healthy():
-            if self.process.poll() is not None:
-                raise AssertionError(f"web exited:\n{self.log()}")
-            try:
-                return requests.get(f"{self.url}/health", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False  # not listening yet, or workers still booting
-
-        wait_until(healthy, timeout, interval=0.2, what="gunicorn to answer /health")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
+def start_web(env: dict[str, str], log_path: Path) -> LiveServer:
+    """Starts the Procfile's `web` line through a shell, as a platform starts it, on a free
+    port given as $PORT."""
+    port = free_port()
+    return LiveServer(
+        shell_env({**env, "PORT": str(port)}),
+        log_path,
+        command=["bash", "-c", "exec " + procfile()["web"]],
+        url=f"http://127.0.0.1:{port}",
+    )
 
 
 @pytest.fixture
 def deployment(tmp_path, database_url, signer):
     """Starts the Procfile's processes on demand; stops everything at teardown."""
     engine = Engine(tmp_path, database_url)
-    webs: list[Web] = []
+    webs: list[LiveServer] = []
 
-    def start(base_urls: dict[str, str], **extra: str) -> Web:
+    def start(base_urls: dict[str, str], **extra: str) -> LiveServer:
         env = clean_env(
             DATABASE_URL=database_url,
             BEACON_CONFIG=str(THREE_REGIONS),
@@ -107,15 +77,15 @@ def deployment(tmp_path, database_url, signer):
             timeout=120,
         )
         assert release.returncode == 0, release.stdout + release.stderr
-        web = Web(env, tmp_path / f"web-{len(webs)}.log")
+        web = start_web(env, tmp_path / f"web-{len(webs)}.log")
         webs.append(web)
-        web.wait_healthy()
+        web.wait_ready(timeout=60, interval=0.2)
         return web
 
     start.engine = engine
     yield start
     for web in webs:
-        web.stop()
+        web.stop(timeout=30)
     engine.close()
 
 

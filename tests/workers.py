@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from portal.loopback import LoopbackProvider
 from portal.settings import ENV_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
+from .live_server import Process, wait_until
+
 REGIONS = {
     "us-east": ("US East", "US_EAST_BASE_URL"),
     "eu-west": ("EU West", "EU_WEST_BASE_URL"),
@@ -29,18 +27,6 @@ MODELS = {
     "qwen2.5-1.5b": ("Qwen 2.5-1.5B", "qwen2.5:1.5b"),
 }
 PROVIDER_MODEL = {model_id: served for model_id, (_, served) in MODELS.items()}
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Returns the first truthy value of `predicate()`, or fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def write_config(
@@ -91,47 +77,16 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """One `flask --app wsgi beacon worker` subprocess writing its log to a file."""
+class WorkerProcess(Process):
+    """One `flask --app wsgi beacon worker` subprocess writing its log to a file. On `stop()`
+    (SIGTERM) it hands its leases back; after `kill()` (SIGKILL) they stay until they expire."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "beacon", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", errors="replace")
+        command = [sys.executable, "-m", "flask", "--app", "wsgi", "beacon", "worker"]
+        super().__init__(command, env, log_path, name="worker")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready():
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.log()}")
-            return "stop with Ctrl-C" in self.log()
-
-        wait_until(ready, timeout, what="the worker to start")
-
-    def kill(self) -> None:
-        """Kills the worker with SIGKILL: no clean-up, its leases stay until they expire."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stops the worker with SIGTERM (it hands its leases back), SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+        self.wait_for(lambda: "stop with Ctrl-C" in self.log(), timeout, "the worker to start")
 
 
 class Engine:
