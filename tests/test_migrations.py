@@ -51,3 +51,14 @@ def test_upgrade_on_empty_database_matches_models(make_app, empty_url):
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_sqlite_runs_in_write_ahead_log_mode(app):
+    from sqlalchemy import text as sql
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("a SQLite setting; this run uses PostgreSQL")
+        with db.engine.connect() as conn:
+            assert conn.execute(sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(sql("PRAGMA synchronous")).scalar() == 1  # NORMAL
