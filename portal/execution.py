@@ -1,0 +1,281 @@
+"""Runs one leased execution: its model's questions in one region, in order, then ends it.
+
+`run_execution` is what a pool slot of the dispatcher (portal/fanout.py) runs. In order:
+
+1. Reload the execution; stop unless this worker still holds its lease. Mark it and its job
+   started.
+2. For each unfinished answer (`queued`, or `running` when a stopped worker left it), in
+   question order: end it at once when the job was cancelled, the region or model is not
+   configured, the deadline has passed or it has used up its attempts; otherwise mark it
+   `running`, count the attempt, commit, and make one provider call bounded by the deadline.
+3. Store the outcome: the cleaned text, its SHA-256, timings, tokens and class on success; on a
+   transient failure wait (the provider's Retry-After, else exponential backoff) and ask again
+   until `max_attempts`; otherwise end the answer `failed` or `cancelled`.
+4. When every answer has ended, end the execution (`completed`, `cancelled` or `failed`),
+   derive the job's status, and precompute the comparison once the job has ended.
+
+Every write first renews the execution's lease with a conditional UPDATE that also locks the
+row; when that matches nothing another worker owns the execution and this one stops without
+writing. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+import gevent
+from sqlalchemy import select, update
+
+from . import jobs, providers, reports
+from .config import BeaconConfig
+from .db import db
+from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_CHARS = 100_000
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+def renew(ids: list[int], owner: str, lease_s: float) -> int:
+    """Extends the leases `owner` still holds among `ids`; returns how many it holds."""
+    if not ids:
+        return 0
+    result = db.session.execute(
+        update(Execution)
+        .where(Execution.id.in_(ids), Execution.lease_owner == owner, Execution.status == "running")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    )
+    return result.rowcount
+
+
+class _Context:
+    """What one execution needs: its ids, its region and model, and the limits."""
+
+    def __init__(self, execution: Execution, owner: str, config: BeaconConfig):
+        self.execution_id = execution.id
+        self.job_id = execution.job_id
+        self.owner = owner
+        self.limits = config.execution
+        self.region = config.regions.get(execution.region)
+        self.model = config.models.get(execution.model_id)
+        self.problem = None
+        if self.region is None:
+            self.problem = f"region {execution.region!r} is not in this portal's configuration"
+        elif self.model is None:
+            self.problem = f"model {execution.model_id!r} is not in this portal's configuration"
+
+    def own(self) -> bool:
+        """Renews the lease and says whether this worker still holds it (locks the row)."""
+        return renew([self.execution_id], self.owner, self.limits.lease_s) == 1
+
+
+def run_execution(execution_id: int, owner: str, config: BeaconConfig) -> None:
+    """Asks every unfinished question of one leased execution, in order, then ends it."""
+    execution = db.session.get(Execution, execution_id, populate_existing=True)
+    if execution is None or execution.lease_owner != owner or execution.status != "running":
+        db.session.rollback()
+        return
+    ctx = _Context(execution, owner, config)
+    now = utcnow()
+    if not ctx.own():
+        db.session.rollback()
+        return
+    execution.started_at = execution.started_at or now
+    jobs.mark_started(ctx.job_id, now)
+    db.session.commit()
+    unfinished = db.session.scalars(
+        select(Answer.id)
+        .where(Answer.execution_id == execution_id, Answer.status.in_(ACTIVE))
+        .order_by(Answer.question_index, Answer.run)
+    ).all()
+    db.session.commit()
+    for answer_id in unfinished:
+        if not _ask(ctx, answer_id):
+            log.warning("execution %d: lease lost, leaving it to its new owner", execution_id)
+            return
+    _finish(ctx)
+
+
+def _ask(ctx: _Context, answer_id: int) -> bool:
+    """Asks one question until it ends; False when the lease was lost on the way."""
+    while True:
+        if not ctx.own():
+            db.session.rollback()
+            return False
+        job = jobs.load_job(ctx.job_id)
+        answer = db.session.get(Answer, answer_id, populate_existing=True)
+        now = utcnow()
+        if answer is None or answer.status not in ACTIVE:
+            db.session.commit()
+            return True
+        if job.cancel_requested_at is not None:
+            _end(answer, "cancelled", "cancelled before it was asked", now)
+        elif ctx.problem:
+            _end(answer, "failed", ctx.problem, now)
+        elif job.deadline_at is not None and now >= job.deadline_at:
+            _end(answer, "failed", jobs.DEADLINE_PASSED, now)
+        elif answer.status == "running" and answer.attempts >= ctx.limits.max_attempts:
+            # Recovered after its worker stopped mid-call as many times as it may be tried.
+            _end(
+                answer,
+                "failed",
+                f"the worker asking this stopped during each of {answer.attempts} attempts",
+                now,
+            )
+        else:
+            answer.status = "running"
+            answer.attempts += 1
+            # Read before the commit, which expires them (reading after costs a SELECT).
+            prompt, deadline = answer.prompt, job.deadline_at
+            db.session.commit()
+            again = _call_and_record(ctx, answer_id, prompt, deadline)
+            if again is None:
+                return False
+            if again:
+                continue
+            return True
+        db.session.commit()
+        return True
+
+
+def _call_and_record(
+    ctx: _Context, answer_id: int, prompt: str, deadline: datetime | None
+) -> bool | None:
+    """Makes one provider call and stores its outcome; True to try again, None if lease lost."""
+    timeout_s = ctx.limits.call_timeout_s
+    if deadline is not None:
+        timeout_s = min(timeout_s, max(0.1, (deadline - utcnow()).total_seconds()))
+    started = utcnow()
+    result, error = None, None
+    try:
+        result = providers.call(ctx.region, ctx.model, prompt, timeout_s=timeout_s)
+    except providers.ProviderError as exc:
+        error = exc
+    finished = utcnow()
+
+    if not ctx.own():
+        db.session.rollback()
+        return None
+    answer = db.session.get(Answer, answer_id, populate_existing=True)
+    if answer is None or answer.status != "running":
+        db.session.commit()
+        return False
+    if result is not None:
+        _complete(answer, result)
+        db.session.commit()
+        return False
+    # Only a failure needs the job (was it cancelled meanwhile?).
+    job = jobs.load_job(ctx.job_id)
+    answer.provider = ctx.region.provider
+    answer.provider_model = ctx.model.provider_model or ctx.model.id
+    answer.started_at, answer.latency_ms = started, _ms(finished - started)
+    past_deadline = deadline is not None and finished >= deadline
+    delay = _backoff(answer.attempts, error.retry_after)
+    if job.cancel_requested_at is not None:
+        _end(answer, "cancelled", f"cancelled while the call was in flight ({error.message})")
+    elif past_deadline:
+        _end(answer, "failed", f"{jobs.DEADLINE_PASSED} ({error.message})")
+    elif error.transient and answer.attempts < ctx.limits.max_attempts:
+        if deadline is not None and finished + timedelta(seconds=delay) >= deadline:
+            _end(answer, "failed", f"{jobs.DEADLINE_PASSED} ({error.message})")
+            db.session.commit()
+            return False
+        answer.error = f"attempt {answer.attempts} failed, trying again: {error.message}"
+        db.session.commit()
+        gevent.sleep(delay)
+        return True
+    else:
+        tries = f" (after {answer.attempts} attempts)" if answer.attempts > 1 else ""
+        _end(answer, "failed", error.message + tries)
+    db.session.commit()
+    return False
+
+
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    """Returns the wait before the next attempt: the provider's Retry-After, else exponential."""
+    if retry_after is not None:
+        return min(BACKOFF_CAP_S, max(0.0, retry_after))
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+
+
+def _complete(answer: Answer, result: providers.ProviderResult) -> None:
+    text = clean_output(result.text)
+    answer.output_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = (
+            text[:MAX_OUTPUT_CHARS]
+            + f"\n[truncated by the portal: the answer had {len(text)} characters]"
+        )
+    answer.output = text
+    answer.status = "completed"
+    answer.error = None
+    answer.provider = result.provider
+    answer.provider_model = result.provider_model
+    answer.started_at, answer.finished_at = result.started_at, result.finished_at
+    answer.latency_ms = result.latency_ms
+    answer.prompt_tokens = result.prompt_tokens
+    answer.completion_tokens = result.completion_tokens
+    answer.classification = classify(answer)
+
+
+def clean_output(text: str) -> str:
+    """Returns model output as storable text: no NUL characters, no lone surrogates."""
+    # PostgreSQL text cannot hold NUL, and a JSON string may carry unpaired surrogates.
+    text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _end(answer: Answer, status: str, error: str, now: datetime | None = None) -> None:
+    answer.status = status
+    answer.error = error
+    answer.finished_at = now or utcnow()
+    answer.classification = classify(answer)
+
+
+def classify(answer: Answer) -> str:
+    """Returns the answer's class by the comparison rules (SPEC section 8)."""
+    try:
+        from .compare import classify as by_rules
+    except ImportError:
+        # Only while the comparison module is absent from a checkout.
+        return "substantive" if answer.status == "completed" else "technical_failure"
+    return by_rules(answer.output, status=answer.status, error=answer.error, prompt=answer.prompt)
+
+
+def _finish(ctx: _Context) -> None:
+    if not ctx.own():
+        db.session.rollback()
+        return
+    execution = db.session.get(Execution, ctx.execution_id, populate_existing=True)
+    answers = db.session.scalars(
+        select(Answer)
+        .where(Answer.execution_id == ctx.execution_id)
+        .order_by(Answer.question_index, Answer.run)
+        .execution_options(populate_existing=True)
+    ).all()
+    statuses = [a.status for a in answers]
+    failed = [a for a in answers if a.status == "failed"]
+    if all(s == "completed" for s in statuses):
+        execution.status, execution.error = "completed", None
+    elif "cancelled" in statuses and not failed:
+        execution.status, execution.error = "cancelled", "cancelled"
+    else:
+        execution.status = "failed"
+        first = failed[0].error if failed else "unfinished answers remain"
+        execution.error = f"{len(failed)} of {len(answers)} answers failed: {first}"
+    execution.finished_at = utcnow()
+    # lease_owner stays as the record of which worker finished it; the lease itself ends.
+    execution.lease_expires_at = None
+    db.session.commit()
+    status = jobs.refresh_status(ctx.job_id)
+    db.session.commit()
+    if status in JOB_ENDED:
+        reports.precompute(ctx.job_id)
+
+
+def _ms(delta: timedelta) -> int:
+    return round(delta.total_seconds() * 1000)
