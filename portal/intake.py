@@ -16,7 +16,7 @@ from . import jobspec, signing, trust
 from .config import BeaconConfig
 from .db import db
 from .errors import ApiError
-from .models import Answer, Execution, Job, UsedNonce, utcnow
+from .models import Answer, Execution, Job, UsedNonce, utcnow, with_answers
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     now = ctx.now or utcnow()
     key = _trust(verified.public_key, ctx, now)
 
-    existing = db.session.scalar(select(Job).where(Job.spec_hash == verified.spec_hash))
+    existing = db.session.scalar(
+        select(Job).where(Job.spec_hash == verified.spec_hash).options(with_answers())
+    )
     if existing is not None:
         return existing, False
     normalized = jobspec.normalize(spec, ctx.config)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
-from sqlalchemy.orm import lazyload
 
 from .config import BeaconConfig
 from .db import db
@@ -29,13 +28,9 @@ def lock_job(job_id: str) -> None:
 
 def load_job(job_id: str) -> Job | None:
     """Returns the job as the database has it now, not as this session last saw it."""
-    # Only the job's own row: the engine calls this twice per answer, and the default
-    # eager load of every execution and answer made each call cost as much as the job.
+    # Only the job's own row (relationships load lazily): the engine calls this per answer.
     return db.session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .options(lazyload(Job.executions))
-        .execution_options(populate_existing=True)
+        select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from .db import db
 
@@ -79,7 +79,7 @@ class Job(db.Model):
     comparison_cache: Mapped[dict | None] = mapped_column(JSON)
 
     executions: Mapped[list[Execution]] = relationship(
-        back_populates="job", order_by="Execution.position", lazy="selectin"
+        back_populates="job", order_by="Execution.position"
     )
 
     @property
@@ -141,7 +141,7 @@ class Execution(db.Model):
 
     job: Mapped[Job] = relationship(back_populates="executions")
     answers: Mapped[list[Answer]] = relationship(
-        back_populates="execution", order_by="(Answer.question_index, Answer.run)", lazy="selectin"
+        back_populates="execution", order_by="(Answer.question_index, Answer.run)"
     )
 
     def to_dict(self, with_answers: bool = False) -> dict:
@@ -228,6 +228,13 @@ class UsedNonce(db.Model):
     nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def with_answers():
+    """Loader option for a whole job: its executions and their answers in two more queries."""
+    # Relationships load lazily by default, so the engine's and the listings' queries read
+    # only the rows they use; a view that serializes a whole job asks for this instead.
+    return selectinload(Job.executions).selectinload(Execution.answers)
 
 
 def answer_counts(job_pks: list[int]) -> dict[int, dict]:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, request, session, url_for
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from . import htmx, intake, settings, signing
 from .api import find_job, intake_context
@@ -122,7 +123,7 @@ def htmx_library():
 @bp.get("/")
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
-    query = select(Job).order_by(Job.pk.desc())
+    query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
     before = request.args.get("before", type=int)
     if before is not None:
         query = query.where(Job.pk < before)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from . import compare, settings
 from .db import db
 from .errors import ApiError
-from .models import Job, iso
+from .models import Job, iso, with_answers
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
 
 def precompute(job_id: str) -> None:
     """Computes and caches an ended job's comparison, so no page view has to wait for it."""
-    job = db.session.scalar(select(Job).where(Job.id == job_id))
+    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
     if job is None or not job.ended:
         return
     try:
