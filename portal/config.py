@@ -7,9 +7,10 @@ naming the file, the key and what is wrong, so start-up stops with a message a u
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROVIDER_KINDS = ("openai", "ollama", "local")
@@ -129,17 +130,11 @@ def load_config(path: str | Path | None = None, max_concurrency_env: str | None 
     if not config.questions:
         # A file without a [questions] table uses the built-in bank.
         bank = _build(EMBEDDED, tomllib.loads(DEFAULT_CONFIG_PATH.read_text("utf-8"))).questions
-        config = _replace(config, questions=bank)
+        config = replace(config, questions=bank)
     if max_concurrency_env is not None:
         value = _env_int("BEACON_MAX_CONCURRENCY", max_concurrency_env)
-        config = _replace(config, execution=_replace(config.execution, max_concurrency=value))
+        config = replace(config, execution=replace(config.execution, max_concurrency=value))
     return config
-
-
-def _replace(obj, **changes):
-    from dataclasses import replace
-
-    return replace(obj, **changes)
 
 
 def _env_int(name: str, raw: str) -> int:
@@ -332,8 +327,6 @@ class _Checker:
 
 def _base_url(entry: dict) -> str | None:
     """Returns base_url, overridden by the env var named in `base_url_env` when it is set."""
-    import os
-
     override = entry.get("base_url_env") and os.environ.get(entry["base_url_env"])
     return (override or entry.get("base_url") or "").rstrip("/") or None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -115,8 +116,6 @@ def _signing_seed(raw: str | None, instance: Path) -> bytes:
         return signing.decode_seed(path.read_text().strip())
     instance.mkdir(parents=True, exist_ok=True)
     seed = signing.generate_seed()
-    import base64
-
     # Written once with owner-only permissions; every later start reuses it.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
