@@ -104,10 +104,12 @@ def test_job_deadline_fails_unfinished_answers_and_ends_the_job(engine, make_app
     hanging.always("hang")
     config = engine.config(dict.fromkeys(REGIONS, hanging.base_url_openai), call_timeout_s=30)
     client = make_app(BEACON_CONFIG=str(config)).test_client()
-    spec = spec_3x3(constraints={"regions": ["us-east"], "timeout": 2_000_000_000})
+    # The worker starts first: the deadline counts from submission, and a busy machine can
+    # take seconds to start one.
+    engine.worker(config)
+    spec = spec_3x3(constraints={"regions": ["us-east"], "timeout": 4_000_000_000})
     spec["metadata"]["models"] = ["llama3.2-1b"]
     job_id = submit(client, signer, spec)
-    engine.worker(config)
 
     job = wait_for_job(client, job_id, timeout=20, engine=engine)
 
