@@ -26,7 +26,7 @@ import logging
 from datetime import datetime, timedelta
 
 import gevent
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from . import jobs, providers, reports
 from .config import BeaconConfig
@@ -40,15 +40,26 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 
 
+# Built once: renewing runs before every write, and a plain table UPDATE skips both building
+# the statement and the ORM's bookkeeping for objects in the session (a third of the engine's
+# CPU per answer when it was an ORM UPDATE built on each call).
+_RENEW = (
+    update(Execution.__table__)
+    .where(
+        Execution.__table__.c.id.in_(bindparam("ids", expanding=True)),
+        Execution.__table__.c.lease_owner == bindparam("owner"),
+        Execution.__table__.c.status == "running",
+    )
+    .values(lease_expires_at=bindparam("until"))
+)
+
+
 def renew(ids: list[int], owner: str, lease_s: float) -> int:
     """Extends the leases `owner` still holds among `ids`; returns how many it holds."""
     if not ids:
         return 0
-    result = db.session.execute(
-        update(Execution)
-        .where(Execution.id.in_(ids), Execution.lease_owner == owner, Execution.status == "running")
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-    )
+    until = utcnow() + timedelta(seconds=lease_s)
+    result = db.session.execute(_RENEW, {"ids": list(ids), "owner": owner, "until": until})
     return result.rowcount
 
 
@@ -106,7 +117,7 @@ def _ask(ctx: _Context, answer_id: int) -> bool:
         if not ctx.own():
             db.session.rollback()
             return False
-        job = jobs.load_job(ctx.job_id)
+        job = jobs.job_state(ctx.job_id)
         answer = db.session.get(Answer, answer_id, populate_existing=True)
         now = utcnow()
         if answer is None or answer.status not in ACTIVE:
@@ -169,7 +180,7 @@ def _call_and_record(
         db.session.commit()
         return False
     # Only a failure needs the job (was it cancelled meanwhile?).
-    job = jobs.load_job(ctx.job_id)
+    job = jobs.job_state(ctx.job_id)
     answer.provider = ctx.region.provider
     answer.provider_model = ctx.model.provider_model or ctx.model.id
     answer.started_at, answer.latency_ms = started, _ms(finished - started)

@@ -34,6 +34,15 @@ def load_job(job_id: str) -> Job | None:
     )
 
 
+def job_state(job_id: str):
+    """Returns the job's `cancel_requested_at` and `deadline_at` as the database has them now."""
+    # Two columns, not the row: the engine asks before every call, and the row carries the
+    # whole signed spec as JSON.
+    return db.session.execute(
+        select(Job.cancel_requested_at, Job.deadline_at).where(Job.id == job_id)
+    ).one()
+
+
 def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     """Derives the job's status from its answers and executions; ends it when nothing is left."""
     lock_job(job_id)
