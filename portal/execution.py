@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from . import jobs, providers, reports
+from . import compare, jobs, providers, reports
 from .config import BeaconConfig
 from .db import db
 from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
@@ -249,12 +249,9 @@ def _end(answer: Answer, status: str, error: str, now: datetime | None = None) -
 
 def classify(answer: Answer) -> str:
     """Returns the answer's class by the comparison rules (SPEC section 8)."""
-    try:
-        from .compare import classify as by_rules
-    except ImportError:
-        # Only while the comparison module is absent from a checkout.
-        return "substantive" if answer.status == "completed" else "technical_failure"
-    return by_rules(answer.output, status=answer.status, error=answer.error, prompt=answer.prompt)
+    return compare.classify(
+        answer.output, status=answer.status, error=answer.error, prompt=answer.prompt
+    )
 
 
 def _finish(ctx: _Context) -> None:
