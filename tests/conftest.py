@@ -86,26 +86,35 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+def build_app(
+    folder: Path, database_url: str, signer: Signer, create_tables: bool = True, **overrides
+):
+    """Returns an app on `database_url` that trusts `signer`, with no Beacon variable from this
+    process's environment; keyword overrides stand in for env variables."""
+    config = {name: "" for name in ENV_NAMES}
+    config.update(
+        TESTING=True,
+        INSTANCE_PATH=str(folder / "instance"),
+        DATABASE_URL=database_url,
+        SECRET_KEY="test-secret",
+        BEACON_TRUSTED_KEYS=json.dumps([signer.trusted_entry()]),
+        WTF_CSRF_ENABLED=False,
+    )
+    config.update(overrides)
+    app = create_app(config)
+    if create_tables:
+        with app.app_context():
+            db.create_all()
+    return app
+
+
 @pytest.fixture
 def make_app(tmp_path, database_url, signer):
     """Builds apps with tables created; keyword overrides stand in for env variables."""
     apps = []
 
     def factory(create_tables: bool = True, **overrides):
-        config = {name: "" for name in ENV_NAMES}
-        config.update(
-            TESTING=True,
-            INSTANCE_PATH=str(tmp_path / "instance"),
-            DATABASE_URL=database_url,
-            SECRET_KEY="test-secret",
-            BEACON_TRUSTED_KEYS=json.dumps([signer.trusted_entry()]),
-            WTF_CSRF_ENABLED=False,
-        )
-        config.update(overrides)
-        app = create_app(config)
-        if create_tables:
-            with app.app_context():
-                db.create_all()
+        app = build_app(tmp_path, database_url, signer, create_tables, **overrides)
         apps.append(app)
         return app
 

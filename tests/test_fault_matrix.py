@@ -11,7 +11,6 @@ nothing was asked after its job ended. docs/reliability.md tabulates the matrix.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,13 +25,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import select
 
-from portal import create_app
 from portal.db import db
 from portal.loopback import LoopbackProvider
 from portal.models import Answer, Execution, Job
-from portal.settings import ENV_NAMES
 
-from .conftest import Signer, pg_test_url, reset_postgres, spec_3x3
+from .conftest import Signer, build_app, pg_test_url, reset_postgres, spec_3x3
 from .workers import (
     ENDED,
     PROVIDER_MODEL,
@@ -231,18 +228,7 @@ def matrix(tmp_path_factory):
         providers = {row.id: engine.provider(row.id) for row in ROWS}
         urls = {row_id: p.base_url_openai for row_id, p in providers.items()}
         config = matrix_config(tmp / "beacon.toml", urls)
-        overrides = {name: "" for name in ENV_NAMES}
-        overrides.update(
-            TESTING=True,
-            INSTANCE_PATH=str(tmp / "instance"),
-            DATABASE_URL=url,
-            SECRET_KEY="test-secret",
-            BEACON_TRUSTED_KEYS=json.dumps([signer.trusted_entry()]),
-            BEACON_CONFIG=str(config),
-        )
-        app = create_app(overrides)
-        with app.app_context():
-            db.create_all()
+        app = build_app(tmp, url, signer, BEACON_CONFIG=str(config))
         client = app.test_client()
         worker = engine.worker(config)
 
