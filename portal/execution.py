@@ -59,7 +59,7 @@ def renew(ids: list[int], owner: str, lease_s: float) -> int:
     if not ids:
         return 0
     until = utcnow() + timedelta(seconds=lease_s)
-    result = db.session.execute(_RENEW, {"ids": list(ids), "owner": owner, "until": until})
+    result = db.session.execute(_RENEW, {"ids": ids, "owner": owner, "until": until})
     return result.rowcount
 
 
