@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, openapi, reports, settings
+from . import __version__, compare, intake, jobs, openapi, reports, settings, summary
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts, with_answers
@@ -111,6 +111,15 @@ def get_comparison_csv(job_id: str):
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{job.id}-comparison.csv"'},
     )
+
+
+@bp.get("/jobs/<job_id>/summary")
+def get_summary(job_id: str):
+    """Returns the judge model's machine-written summary of the job, or 404 saying why not."""
+    job = db.session.scalar(select(Job.id).where(Job.id == job_id))
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    return jsonify(summary=summary.summary_doc(job_id))
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -47,6 +47,8 @@ CSV_COLUMNS = [
     "status",
     "classification",
     "classification_rule",
+    "judge_label",
+    "judge_agrees",
     "measure",
     "baseline",
     "similarity_to_baseline",
@@ -221,6 +223,7 @@ def _answer_entry(answer: dict) -> dict:
         "output": output,
         "error": answer.get("error"),
         "latency_ms": answer.get("latency_ms"),
+        "judgement": answer.get("judgement"),
     }
 
 
@@ -389,6 +392,8 @@ def comparison_csv(comparison: dict) -> str:
                     "status": answer["status"],
                     "classification": answer["classification"],
                     "classification_rule": answer["classification_rule"],
+                    "judge_label": (answer.get("judgement") or {}).get("label"),
+                    "judge_agrees": (answer.get("judgement") or {}).get("agrees"),
                     "measure": comparison["measure"],
                     "baseline": comparison["baseline"],
                     "similarity_to_baseline": answer["similarity_to_baseline"],

@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .judge_config import JudgeConfigError, JudgeSettings, parse_judge
+
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
@@ -82,6 +84,7 @@ class BeaconConfig:
     regions: dict[str, Region] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     questions: dict[str, Question] = field(default_factory=dict)
+    judge: JudgeSettings | None = None
 
     def find_region(self, name: str) -> Region | None:
         """Returns the region whose id or alias matches `name`, ignoring case."""
@@ -147,7 +150,7 @@ def _env_int(name: str, raw: str) -> int:
     return value
 
 
-_TOP_KEYS = {"execution", "intake", "regions", "models", "questions"}
+_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge"}
 
 
 def _build(source: str, data: dict) -> BeaconConfig:
@@ -163,7 +166,11 @@ def _build(source: str, data: dict) -> BeaconConfig:
     models = {k: checker.model(k, v) for k, v in checker.table("models", data).items()}
     questions = {k: checker.question(k, v) for k, v in checker.table("questions", data).items()}
     checker.unique_aliases(regions)
-    return BeaconConfig(source, execution, intake, regions, models, questions)
+    try:
+        judge = parse_judge(data["judge"], regions, models) if "judge" in data else None
+    except JudgeConfigError as exc:
+        raise ConfigError(source, exc.key, exc.problem) from None
+    return BeaconConfig(source, execution, intake, regions, models, questions, judge)
 
 
 class _Checker:

@@ -25,7 +25,7 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import jobs
+from . import jobs, judge_dispatch
 from .config import BeaconConfig
 from .db import db
 
@@ -192,7 +192,8 @@ class Dispatcher:
                 self.running.add(execution_id)
                 self.pool.spawn(self._task, execution_id, slot)
                 started += 1
-        return started
+        # What slots are left may run the judge's calls (only with [judge] configured).
+        return started + judge_dispatch.start_judging(self)
 
     def _task(self, execution_id: int, slot: BoundedSemaphore | None) -> None:
         try:

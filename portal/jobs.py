@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
 
+from . import judge_queue, settings
 from .config import BeaconConfig
 from .db import db
 from .errors import ApiError
@@ -71,6 +72,8 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     if job.status != status or job.finished_at is None:
         job.status = status
         job.finished_at = now or utcnow()
+        # The job ends with its judge work queued, in the same transaction (portal/judge.py).
+        judge_queue.enqueue(job_id, settings.current().config.judge)
     return status
 
 

@@ -50,6 +50,48 @@ def refusing_responder(pattern: str, label: str) -> Callable[[str, str], str]:
     return respond
 
 
+# A loopback acting as the judge model (portal/judge.py) finds what it is shown between the
+# judge prompt's fences, and reads a refusal from these words.
+_JUDGED_ANSWER = re.compile(r"<<<ANSWER\n(.*?)\nANSWER>>>", re.S)
+_SUMMARY_ANSWERS = re.compile(r"<<<ANSWERS\n(.*?)\nANSWERS>>>", re.S)
+_SUMMARY_LINE = re.compile(
+    r"\[answer:(\d+)\] model (\S+), region (\S+), question (\S+), label (\w+):"
+)
+_REFUSES = re.compile(r"\b(sorry|cannot|can't|unable to|won't)\b", re.IGNORECASE)
+
+
+def judging_responder(fallback: Callable[[str, str], str] | None = None, label: str = "judge"):
+    """Returns a responder that also acts as the judge: a judge prompt gets `denial` when the
+    answer it shows refuses and `complete` otherwise, a summary prompt gets a summary citing the
+    answers labelled `denial`, and any other prompt goes to `fallback`."""
+    answer = fallback or default_responder(label)
+
+    def respond(model: str, prompt: str) -> str:
+        block = _SUMMARY_ANSWERS.search(prompt)
+        if block:
+            return judge_summary(block.group(1))
+        judged = _JUDGED_ANSWER.search(prompt)
+        if judged:
+            return "denial" if _REFUSES.search(judged.group(1)) else "complete"
+        return answer(model, prompt)
+
+    return respond
+
+
+def judge_summary(block: str) -> str:
+    """Returns a deterministic summary of the listed answers, citing their ids."""
+    lines = [m for m in map(_SUMMARY_LINE.match, block.splitlines()) if m]
+    denied = [m for m in lines if m.group(5) == "denial"]
+    if denied:
+        said = "; ".join(
+            f"{m.group(3)} refused {m.group(4)} for {m.group(2)} [answer:{m.group(1)}]"
+            for m in denied
+        )
+        return f"Some regions refused to answer: {said}."
+    cited = " ".join(f"[answer:{m.group(1)}]" for m in lines[:2])
+    return f"Every region answered every question alike {cited}."
+
+
 class LoopbackProvider:
     """Serves chat completions on 127.0.0.1 from a daemon thread; also a context manager."""
 
@@ -422,8 +464,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=("openai", "ollama"), default="openai")
     parser.add_argument("--refuse-pattern", help="refuse prompts matching this regex")
     parser.add_argument("--label", default="loopback", help="prefix of every answer")
+    parser.add_argument("--judge", action="store_true", help="also answer judge prompts")
     args = parser.parse_args(argv)
     responder = refusing_responder(args.refuse_pattern, args.label) if args.refuse_pattern else None
+    if args.judge:
+        responder = judging_responder(responder, args.label)
     provider = LoopbackProvider(
         latency_s=args.latency,
         responder=responder,

@@ -71,7 +71,27 @@ SCHEMAS = {
             "prompt_tokens": nullable(INT),
             "completion_tokens": nullable(INT),
             "classification": nullable(STR),
+            "judgement": {"oneOf": [ref("Judgement"), {"type": "null"}]},
         }
+    ),
+    "Judgement": obj(
+        {
+            "label": {
+                "type": ["string", "null"],
+                "enum": ["complete", "evasive", "denial", "error", None],
+            },
+            "model_id": STR,
+            "region": STR,
+            "prompt_version": STR,
+            "status": STATUS_ANSWER,
+            "agrees": nullable(BOOL),
+            "reply": nullable(STR),
+            "error": nullable(STR),
+            "finished_at": TIME,
+        }
+    ),
+    "Summary": obj(
+        {"text": STR, "model_id": STR, "region": STR, "prompt_version": STR, "created_at": TIME}
     ),
     "Execution": obj(
         {
@@ -347,6 +367,17 @@ def paths() -> dict:
                         obj({"comparison": ref("Comparison")}),
                     ),
                     **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/summary": {
+            "get": {
+                "operationId": "get_summary",
+                "summary": "The machine-written summary of the job, citing answer ids",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": json_response("the summary", obj({"summary": ref("Summary")})),
+                    **errors(404),
                 },
             }
         },

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import htmx, intake, settings, signing
+from . import htmx, intake, settings, signing, summary
 from .api import find_job, intake_context
 from .config import BeaconConfig
 from .db import db
@@ -335,6 +335,7 @@ def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
         "differs_only": differs_only,
         "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
         "question_count": len(doc["questions"]),
+        "judging": summary.page_section(job.id, [a for e in executions for a in e["answers"]]),
     }
 
 
