@@ -15,6 +15,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
@@ -218,8 +219,16 @@ class Answer(db.Model):
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "classification": self.classification,
-            "judgement": self.judgement.to_dict(self.classification) if self.judgement else None,
+            "judgement": self.judgement_dict(),
         }
+
+    def judgement_dict(self) -> dict | None:
+        """Returns the judge's label for this answer, or None (no judge, or not judged)."""
+        # Only a completed answer is ever judged: for the others (a whole new job, say), an
+        # unloaded relationship is known to be empty without a query per answer.
+        if self.status != "completed" and "judgement" in inspect(self).unloaded:
+            return None
+        return self.judgement.to_dict(self.classification) if self.judgement else None
 
 
 class Judgement(db.Model):
