@@ -103,7 +103,12 @@ def judge_agreement_command(examples: Path, limit: int | None):
     config = _judge_settings()
     loaded = judge_agreement.load_examples(examples)
     click.echo(f"judge: {config.judge.model} in {config.judge.region} ({judge.PROMPT_VERSION})")
-    result = judge_agreement.run(config, loaded, limit)
+
+    def progress(row: dict) -> None:
+        reply = " ".join((row["reply"] or "").split())[:60]
+        click.echo(f"  judge {row['judge']:<8} rules {row['rules']:<8} reply {reply!r}")
+
+    result = judge_agreement.run(config, loaded, limit, progress)
     click.echo(f"examples judged: {result['examples']}; judge labels: {result['judge_labels']}")
     for other, numbers in result["against"].items():
         kappa = "undefined" if numbers["kappa"] is None else f"{numbers['kappa']:.3f}"
