@@ -24,11 +24,12 @@ from sqlalchemy import and_, exists, or_, select, update
 from . import providers
 from .config import BeaconConfig, ExecutionSettings
 from .db import db
-from .execution import BACKOFF_BASE_S, BACKOFF_CAP_S, clean_output
+from .engine.execution import BACKOFF_BASE_S, BACKOFF_CAP_S, clean_output
 from .judge_config import ERROR, LABELS
 from .judge_queue import PROMPT_VERSION as PROMPT_VERSION
 from .judge_queue import clear_comparison
 from .models import ACTIVE, Answer, Judgement, utcnow
+from .status import RunStatus
 
 PROMPT_FILE = Path(__file__).with_name("judge_prompt_v1.txt")
 JUDGE_MAX_TOKENS = 8
@@ -81,13 +82,13 @@ def claim(table, limit: int, owner: str, lease: float, ready=None) -> list[int]:
         return []
     now = utcnow()
     claimable = or_(
-        table.status == "queued",
-        and_(table.status == "running", table.lease_expires_at < now),
+        table.status == RunStatus.QUEUED,
+        and_(table.status == RunStatus.RUNNING, table.lease_expires_at < now),
     )
     where = [claimable] if ready is None else [claimable, ready]
     picked = select(table.id).where(*where).order_by(table.id).limit(limit)
     values = {
-        "status": "running",
+        "status": RunStatus.RUNNING,
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease),
     }
@@ -150,7 +151,7 @@ def attempt_recorder(table, row_id: int, owner: str):
 def load_leased(table, row_id: int, owner: str):
     """Returns the row when `owner` still holds its lease, else None (and ends the read)."""
     row = db.session.get(table, row_id, populate_existing=True)
-    if row is None or row.lease_owner != owner or row.status != "running":
+    if row is None or row.lease_owner != owner or row.status != RunStatus.RUNNING:
         db.session.rollback()
         return None
     return row
@@ -161,7 +162,7 @@ def store(table, row_id: int, owner: str, **values) -> bool:
     values.update(finished_at=utcnow(), lease_expires_at=None)
     result = db.session.execute(
         update(table)
-        .where(table.id == row_id, table.lease_owner == owner, table.status == "running")
+        .where(table.id == row_id, table.lease_owner == owner, table.status == RunStatus.RUNNING)
         .values(**values)
     )
     return result.rowcount == 1
@@ -176,7 +177,7 @@ def run_judgement(judgement_id: int, owner: str, config: BeaconConfig) -> None:
     if row.attempts >= limits.max_attempts:
         # Found running after its worker stopped mid-call as often as a call may be tried.
         stopped = f"the worker judging this stopped during each of {row.attempts} attempts"
-        store(Judgement, judgement_id, owner, status="failed", label=ERROR, error=stopped)
+        store(Judgement, judgement_id, owner, status=RunStatus.FAILED, label=ERROR, error=stopped)
         db.session.commit()
         return
     answer = db.session.get(Answer, row.answer_id)
@@ -191,11 +192,11 @@ def run_judgement(judgement_id: int, owner: str, config: BeaconConfig) -> None:
     )
     latency = round((utcnow() - started).total_seconds() * 1000)
     if error is not None:
-        values = {"status": "failed", "label": ERROR, "error": error}
+        values = {"status": RunStatus.FAILED, "label": ERROR, "error": error}
     else:
         label = parse_reply(reply)
         unreadable = f"the judge's reply is not one of {', '.join(LABELS)}"
-        values = {"status": "completed", "label": label or ERROR, "reply": reply}
+        values = {"status": RunStatus.COMPLETED, "label": label or ERROR, "reply": reply}
         values["error"] = None if label else unreadable
     if store(Judgement, judgement_id, owner, latency_ms=latency, **values):
         clear_comparison(job_id)

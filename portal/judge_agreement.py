@@ -17,6 +17,7 @@ from . import compare
 from .config import BeaconConfig
 from .judge import JUDGE_MAX_TOKENS, build_prompt, call_judge, parse_reply
 from .judge_config import ERROR, expected_label
+from .status import RunStatus
 
 NO_QUESTION = "(the question was not recorded)"
 
@@ -33,7 +34,7 @@ def load_examples(path: Path) -> list:
 
 def judgeable(example) -> bool:
     """Says whether the judge would see this example: a completed answer with some text."""
-    if example.status != "completed" or not (example.output or "").strip():
+    if example.status != RunStatus.COMPLETED or not (example.output or "").strip():
         return False
     return expected_label(example.expected) is not None
 

@@ -12,6 +12,7 @@ from sqlalchemy import delete, exists, select, update
 from .db import db
 from .judge_config import JudgeSettings
 from .models import Answer, Execution, Job, JobSummary, Judgement
+from .status import RunStatus
 
 PROMPT_VERSION = "judge-v1"
 SUMMARY_PROMPT_VERSION = "summary-v1"
@@ -29,7 +30,7 @@ def enqueue(job_id: str, setting: JudgeSettings | None) -> int:
         .join(Execution, Execution.id == Answer.execution_id)
         .where(
             Execution.job_id == job_id,
-            Answer.status == "completed",
+            Answer.status == RunStatus.COMPLETED,
             ~exists().where(Judgement.answer_id == Answer.id),
         )
         .order_by(Answer.id)
@@ -39,7 +40,7 @@ def enqueue(job_id: str, setting: JudgeSettings | None) -> int:
             Judgement(
                 answer_id=answer_id,
                 job_id=job_id,
-                status="queued",
+                status=RunStatus.QUEUED,
                 attempts=0,
                 model_id=setting.model,
                 region=setting.region,
@@ -56,7 +57,7 @@ def enqueue(job_id: str, setting: JudgeSettings | None) -> int:
 def queue_summary(job_id: str, setting: JudgeSettings) -> None:
     """Queues the job's summary, again from the start when one was already written."""
     values = {
-        "status": "queued",
+        "status": RunStatus.QUEUED,
         "text": None,
         "reply": None,
         "error": None,

@@ -19,11 +19,14 @@ from .errors import ApiError
 from .judge import attempt_recorder, call_judge, claim, clear_comparison, fenced, load_leased, store
 from .judge_config import agrees
 from .models import ACTIVE, Answer, Execution, JobSummary, Judgement
+from .status import RunStatus
 
 PROMPT_FILE = Path(__file__).with_name("summary_prompt_v1.txt")
 SUMMARY_MAX_TOKENS = 400
 ANSWER_CHARS = 300
 MAX_PROMPT_ANSWERS = 60
+# A reply whose citations do not hold is kept for the reader, never shown as the summary.
+REJECTED = "rejected"
 CITATION = re.compile(r"\[answer:(\d{1,18})\]")
 
 
@@ -37,7 +40,7 @@ def answers_block(job_id: str) -> tuple[str, set[int]]:
     ).all()
     lines = []
     for answer, model_id, region in rows:
-        if answer.status != "completed" or len(lines) >= MAX_PROMPT_ANSWERS:
+        if answer.status != RunStatus.COMPLETED or len(lines) >= MAX_PROMPT_ANSWERS:
             continue
         label = answer.judgement.label if answer.judgement else None
         lines.append(
@@ -87,13 +90,12 @@ def run_summary(summary_id: int, owner: str, config) -> None:
         record_attempt=attempt_recorder(JobSummary, summary_id, owner),
     )
     if error is not None:
-        values = {"status": "failed", "error": error}
+        values = {"status": RunStatus.FAILED, "error": error}
     else:
         problem = check_citations(reply, known)
-        values = {"reply": reply, "error": problem}
-        values.update(
-            {"status": "rejected"} if problem else {"status": "completed", "text": reply.strip()}
-        )
+        values = {"reply": reply, "error": problem, "status": REJECTED}
+        if problem is None:
+            values.update(status=RunStatus.COMPLETED, text=reply.strip())
     if store(JobSummary, summary_id, owner, **values):
         clear_comparison(job_id)
     db.session.commit()
@@ -102,7 +104,7 @@ def run_summary(summary_id: int, owner: str, config) -> None:
 def summary_doc(job_id: str) -> dict:
     """Returns the job's written summary as the API serves it, or raises 404 saying why not."""
     row = db.session.scalar(select(JobSummary).where(JobSummary.job_id == job_id))
-    if row is not None and row.status == "completed":
+    if row is not None and row.status == RunStatus.COMPLETED:
         return row.to_dict()
     if row is None:
         why = "no judge with summary = true has summarized it"

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.db import db
-from portal.loopback import judging_responder
 from portal.models import Judgement
+from portal.status import ACTIVE
 
 from .conftest import spec_3x3
-from .live_server import wait_until
-from .workers import REGIONS, Engine, get_job, submit, wait_for_job
+from .support.live_server import wait_until
+from .support.loopback import judging_responder
+from .support.workers import REGIONS, Engine, get_job, submit, wait_for_job
 
 REFUSAL = "I'm sorry, but I cannot discuss this topic. Let's talk about something else."
 JUDGE_MODEL = "llama3.2-1b"
@@ -94,9 +95,6 @@ class Setup:
             status = row.status if row else None
             db.session.remove()
         return status
-
-
-ACTIVE = ("queued", "running")
 
 
 def answers_of(job: dict) -> list[dict]:

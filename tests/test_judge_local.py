@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from portal.config import DEFAULT_CONFIG_PATH
+from portal.status import ACTIVE
 
-from .live_server import wait_until
-from .workers import Engine, get_job, submit, wait_for_job
+from .support.live_server import wait_until
+from .support.workers import Engine, get_job, submit, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,7 @@ def test_the_embedded_model_judges_a_real_answer(tmp_path, database_url, make_ap
         def judged():
             answer = get_job(client, job_id)["executions"][0]["answers"][0]
             judgement = answer["judgement"]
-            return (
-                answer if judgement and judgement["status"] not in ("queued", "running") else None
-            )
+            return answer if judgement and judgement["status"] not in ACTIVE else None
 
         answer = wait_until(judged, 300, interval=0.5, what="the local judge")
     finally:
