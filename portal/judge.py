@@ -1,8 +1,9 @@
 """The judge model: labels every completed answer of an ended job (SPEC section 8).
 
-When a job ends (`jobs.refresh_status`), `enqueue` adds one queued judgement per completed answer
-not judged yet, in the same transaction, and a queued summary when `[judge] summary = true`.
-The dispatcher of every worker process (`portal/fanout.py`) then claims them with a lease, like
+When a job ends (`engine.jobs.refresh_status`), `judge_queue.enqueue` adds one queued judgement
+per completed answer not judged yet, in the same transaction, and a queued summary when
+`[judge] summary = true`. The dispatcher of every worker process (`portal/engine/pool.py`,
+through `portal/judge_dispatch.py`) then claims them with a lease, like
 executions, and runs each in its own pool, holding a slot of the judge region: judge calls share
 the pool, the region caps, the call timeout and the retries of answers. A judgement is not an
 answer: it never changes the job, its counts or its status, and a judge that fails leaves every

@@ -1,4 +1,4 @@
-"""Runs the judge's work in a dispatcher's pool (portal/fanout.py): labels, then summaries.
+"""Runs the judge's work in a dispatcher's pool (portal/engine/pool.py): labels, then summaries.
 
 Judge calls take the same pool slots and the same judge-region slot as the answers of that
 region, so the pool size and the region's cap bound answers and judge calls together.
