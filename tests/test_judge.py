@@ -131,3 +131,16 @@ def judge_agreement_examples():
     from portal.judge_cli import EXAMPLES
 
     return EXAMPLES
+
+
+def test_the_judge_command_refuses_without_a_judge_or_a_job(tmp_path, make_app):
+    plain = make_app(BEACON_CONFIG=str(write(tmp_path, "")))
+    result = plain.test_cli_runner().invoke(args=["beacon", "judge", "job-x"])
+    assert result.exit_code == 1 and "no [judge] table" in result.output
+    judged = make_app(
+        BEACON_CONFIG=str(write(tmp_path, '[judge]\nregion = "us-east"\nmodel = "llama3.2-1b"\n'))
+    )
+    result = judged.test_cli_runner().invoke(args=["beacon", "judge", "job-x"])
+    assert result.exit_code == 1 and "no job with id 'job-x'" in result.output
+    result = plain.test_cli_runner().invoke(args=["beacon", "judge-agreement"])
+    assert result.exit_code == 1 and "no [judge] table" in result.output
