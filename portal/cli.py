@@ -21,6 +21,9 @@ _GRACE = timedelta(seconds=30)
 
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
+    from .recompare import recompare_command
+
+    beacon.add_command(recompare_command)
     app.cli.add_command(beacon)
 
 
