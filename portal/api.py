@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import re
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import select, text
@@ -17,15 +16,14 @@ from .engine import jobs
 from .engine.jobs import find_job
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
+from .paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 from .status import JOB_STATUSES, RUN_STATUSES
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 
 EXECUTION_STATUSES = RUN_STATUSES
-MAX_LIMIT = 200
 MAX_ROW_ID = 2**63 - 1
-DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 @health_bp.get("/health")
@@ -241,7 +239,7 @@ def get_openapi():
 
 
 def _page_args() -> tuple[int, int | None]:
-    raw_limit = request.args.get("limit", "50")
+    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
     raw_cursor = request.args.get("cursor")
     if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise ApiError(

@@ -22,7 +22,9 @@ _GRACE = timedelta(seconds=30)
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
     from . import judge_cli
+    from .recompare import recompare_command
 
+    beacon.add_command(recompare_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
     app.cli.add_command(beacon)

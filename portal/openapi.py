@@ -13,6 +13,7 @@ from .openapi_schemas import (
     obj,
     ref,
 )
+from .paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 
 
 def json_response(description: str, schema: dict) -> dict:
@@ -45,8 +46,12 @@ def any_status(status: dict) -> dict:
     return {**status, "enum": [*status["enum"], ""]}
 
 
-LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (50)")
-CURSOR = query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "`next` of a page")
+LIMIT = query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    f"page size ({DEFAULT_LIMIT})",
+)
+CURSOR = query("cursor", {"type": "string", "pattern": f"^{DIGITS.pattern}$"}, "`next` of a page")
 JOB_ID = path_param("job_id", {"type": "string"})
 BASELINE = query("baseline", STR, "region to diff against (default: the spec's first region)")
 
