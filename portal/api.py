@@ -231,7 +231,13 @@ def list_questions():
     """Lists the question bank."""
     config = settings.current().config
     items = [
-        {"id": q.id, "category": q.category, "prompt": q.prompt} for q in config.questions.values()
+        {
+            "id": q.id,
+            "category": q.category,
+            "prompt": q.prompt,
+            "framing_terms": [*q.framing_terms],
+        }
+        for q in config.questions.values()
     ]
     return jsonify(items=items, next=None)
 

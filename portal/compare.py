@@ -15,6 +15,7 @@ import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
+from portal import framing
 from portal.refusal_rules import (
     EVASIVE,
     REFUSAL,
@@ -56,6 +57,7 @@ CSV_COLUMNS = [
     "output",
     "error",
     "diff_text",
+    "framing",
 ]
 
 _CJK_CHAR = re.compile(f"[{_CJK}]")
@@ -286,6 +288,7 @@ def _compare_question(question, entries, regions, region_names, baseline, sim) -
             "regions": list(regions),
             "matrix": [[_rounded(v) for v in row] for row in matrix],
         },
+        "framing": framing.question_framing(question.get("framing_terms"), entries, regions),
         "answers": entries,
     }
 
@@ -400,5 +403,6 @@ def comparison_csv(comparison: dict) -> str:
                 row["output"] = _text_cell(answer["output"])
                 row["error"] = _text_cell(answer["error"])
                 row["diff_text"] = _text_cell(answer["diff_text"])
+                row["framing"] = _text_cell(framing.csv_counts(question.get("framing"), answer))
                 writer.writerow(row)
     return buffer.getvalue()

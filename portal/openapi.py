@@ -144,7 +144,42 @@ SCHEMAS = {
             "local": BOOL,
         }
     ),
-    "Question": obj({"id": STR, "category": STR, "prompt": STR}),
+    "Question": obj(
+        {
+            "id": STR,
+            "category": STR,
+            "prompt": STR,
+            "framing_terms": {"type": "array", "items": STR},
+        },
+        ["id", "category", "prompt"],
+    ),
+    "HistoryItem": obj(
+        {
+            "job_id": STR,
+            "job_submitted_at": TIME,
+            "answer_id": INT,
+            "execution_id": INT,
+            "model_id": STR,
+            "model_name": STR,
+            "region": STR,
+            "region_name": STR,
+            "question_index": INT,
+            "run": INT,
+            "status": {"type": "string", "enum": ["completed", "failed"]},
+            "finished_at": TIME,
+            "output_sha256": nullable(STR),
+            "output": nullable(STR),
+            "error": nullable(STR),
+            "classification": STR,
+            "classification_rule": STR,
+            "previous_answer_id": nullable(INT),
+            "previous_job_id": nullable(STR),
+            "previous_classification": nullable(STR),
+            "similarity_to_previous": nullable(NUM),
+            "class_changed": BOOL,
+            "text_changed": BOOL,
+        }
+    ),
     "Comparison": obj(
         {
             "job_id": STR,
@@ -423,6 +458,27 @@ def paths() -> dict:
                 "operationId": "list_questions",
                 "summary": "The question bank",
                 "responses": {"200": json_response("questions", listing(ref("Question")))},
+            }
+        },
+        "/api/v1/questions/{question_id}/history": {
+            "get": {
+                "operationId": "question_history",
+                "summary": "A question's answers across jobs, newest job first, changes marked",
+                "parameters": [
+                    path_param("question_id", {"type": "string"}),
+                    query("model_id", STR, "only this model"),
+                    query("region", STR, "only this region"),
+                    LIMIT,
+                    query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,18}$"},
+                        "`next` of a page",
+                    ),
+                ],
+                "responses": {
+                    "200": json_response("a page of answers", listing(ref("HistoryItem"))),
+                    **errors(400, 404),
+                },
             }
         },
         "/api/v1/openapi.json": {

@@ -26,17 +26,34 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
     # Only an ended job's answers are final; the key changes when a retry ends it again.
     cacheable = job.ended and baseline in (None, job.regions[0])
     semantic = settings.current().semantic and compare.semantic_available()
-    key = {"finished_at": iso(job.finished_at), "semantic": semantic}
+    terms = framing_terms(job.questions)
+    key = {"finished_at": iso(job.finished_at), "semantic": semantic, "framing": terms}
     cached = job.comparison_cache
     if cacheable and cached and cached.get("key") == key:
         return cached["doc"]
-    doc = compare.compare_job(
-        job.to_dict(with_executions=True), baseline=baseline, semantic=semantic
-    )
+    job_doc = job.to_dict(with_executions=True)
+    job_doc["questions"] = [
+        {**q, "framing_terms": terms[str(q["index"])]} for q in job_doc["questions"]
+    ]
+    doc = compare.compare_job(job_doc, baseline=baseline, semantic=semantic)
     if cacheable:
         job.comparison_cache = {"key": key, "doc": doc}
         db.session.commit()
     return doc
+
+
+def framing_terms(questions: list[dict]) -> dict[str, list[str]]:
+    """Returns {question index as text: the bank's current framing terms} for a job's questions.
+
+    Terms are a reading aid, not part of the signed job: changing them in the bank re-counts
+    old jobs too (the cache key holds them), so history compares like with like.
+    """
+    bank = settings.current().config.questions
+    terms = {}
+    for question in questions:
+        known = bank.get(question.get("id") or "")
+        terms[str(question["index"])] = list(known.framing_terms) if known else []
+    return terms
 
 
 def precompute(job_id: str) -> None:
