@@ -46,8 +46,9 @@ def engine_client(tmp_path, database_url, make_app):
     try:
         providers = {r: engine.provider(r, responder=responder_for(r, JobMode)) for r in REGIONS}
         config = engine.config({r: p.base_url_openai for r, p in providers.items()})
-        app = make_app(BEACON_CONFIG=str(config))
-        engine.worker(config)
+        # The lexical measure: the embedding model would only slow these tests down.
+        app = make_app(BEACON_CONFIG=str(config), BEACON_SEMANTIC="0")
+        engine.worker(config, BEACON_SEMANTIC="0")
         yield engine, app.test_client(), JobMode
     finally:
         engine.close()
