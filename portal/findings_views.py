@@ -61,7 +61,7 @@ def _question_or_404(question_id: str):
 @api_bp.get("/questions/<question_id>/history")
 def question_history_api(question_id: str):
     """A question's answers across jobs, newest job first, with changes marked."""
-    params = history.parse_args(request.args, settings.current().config.questions)
+    params = history.parse_args(request.args)
     _question_or_404(question_id)
     items, next_cursor = history.history(question_id, params)
     return jsonify(items=items, next=next_cursor)
@@ -73,7 +73,7 @@ def question_history(question_id: str):
     args = request.args.to_dict()
     args.setdefault("limit", str(PAGE_LIMIT))
     try:
-        params = history.parse_args(args, settings.current().config.questions)
+        params = history.parse_args(args)
         question = _question_or_404(question_id)
     except ApiError as exc:
         abort(exc.status, exc.message)

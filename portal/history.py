@@ -26,7 +26,7 @@ DIGITS = re.compile(r"[0-9]{1,18}")
 CHANGED_BELOW = round(1 - compare.DIFFERS_THRESHOLD, 4)
 
 
-def parse_args(args, config_questions) -> dict:
+def parse_args(args) -> dict:
     """Checks the query string; unknown parameters and bad values are 400 invalid_parameter."""
     unknown = sorted(set(args) - PARAMS)
     if unknown:

@@ -641,6 +641,11 @@ class Bench:
                 cases = [
                     ("api", "GET /api/v1/jobs/<id>", "/api/v1/jobs/{}"),
                     ("page", "GET /jobs/<id>", "/jobs/{}"),
+                    (
+                        "cell",
+                        "GET /jobs/<id>/models/<model>/questions/0",
+                        "/jobs/{}/models/" + MODEL_IDS[0] + "/questions/0",
+                    ),
                 ]
                 jobs_ = [
                     (small, 27, s.small_requests),
