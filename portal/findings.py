@@ -13,8 +13,10 @@ from . import charts
 from .framing import CJK
 
 BUCKETS = 5
+# The differences list shows this many cells; the overview still shows every cell.
+DIFFERENCES_SHOWN = 30
 QUOTE_WORDS = 24
-_TOKEN = re.compile(rf"[{CJK}]|[^\s{CJK}]+")
+_TOKEN = re.compile(rf"[{CJK}]|[^\W{CJK}]+(?:['’][^\W{CJK}]+)*")
 _ANSWERED = ("substantive", "refusal", "evasive")
 # When as many regions hold one class as another, the class worth flagging is the odd one out.
 _MAJORITY_PREFERENCE = {"substantive": 0, "evasive": 1, "refusal": 2}
@@ -28,7 +30,7 @@ def bucket(divergence: float | None) -> str:
 
 
 def word_count(text: str | None) -> int:
-    """Counts words: whitespace-separated pieces, each CJK character on its own."""
+    """Counts words: runs of letters and digits, each CJK character on its own."""
     return len(_TOKEN.findall(text or ""))
 
 
@@ -198,9 +200,11 @@ def job_findings(comparison: dict | None) -> dict | None:
     """Returns everything the findings section shows, or None while there is no comparison."""
     if not comparison or not comparison["models"]:
         return None
+    ranked = differences(comparison)
     return {
         "overview": overview(comparison),
-        "differences": differences(comparison),
+        "differences": ranked[:DIFFERENCES_SHOWN],
+        "more_differences": max(0, len(ranked) - DIFFERENCES_SHOWN),
         "charts": chart_figures(comparison),
         "baseline": comparison["baseline"],
         "measure": comparison["measure"],
