@@ -16,7 +16,8 @@ BUCKETS = 5
 # The differences list shows this many cells; the overview still shows every cell.
 DIFFERENCES_SHOWN = 30
 QUOTE_WORDS = 24
-_TOKEN = re.compile(rf"[{CJK}]|[^\W{CJK}]+(?:['’][^\W{CJK}]+)*")
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_TOKEN = re.compile(rf"[{CJK}]|[^\W{CJK}]+")
 _ANSWERED = ("substantive", "refusal", "evasive")
 # When as many regions hold one class as another, the class worth flagging is the odd one out.
 _MAJORITY_PREFERENCE = {"substantive": 0, "evasive": 1, "refusal": 2}
@@ -30,8 +31,13 @@ def bucket(divergence: float | None) -> str:
 
 
 def word_count(text: str | None) -> int:
-    """Counts words: runs of letters and digits, each CJK character on its own."""
-    return len(_TOKEN.findall(text or ""))
+    """Counts words: pieces between white space; in CJK text each character is a word and
+    punctuation is not."""
+    text = text or ""
+    if _CJK_CHAR.search(text) is None:
+        # Spaced scripts, the common case: pieces between white space (a lone dash counts).
+        return len(text.split())
+    return len(_TOKEN.findall(text))
 
 
 def regions_apart(question: dict) -> list[str]:

@@ -28,6 +28,12 @@ def sim_bucket(similarity: float | None) -> str:
     return findings.bucket(None if similarity is None else 1 - similarity)
 
 
+@bp.app_template_filter("num")
+def num(value: float | None) -> str:
+    """Prints a score with two decimals, or a dash for none (a filter: cheaper than a macro)."""
+    return "—" if value is None else f"{value:.2f}"
+
+
 @bp.app_template_filter("utc")
 def utc(value: str | None) -> str:
     """Formats an ISO time as `2026-12-01 06:40:01 UTC`."""
