@@ -7,9 +7,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
+
+from portal.db import db
+from portal.models import Job
 
 from .conftest import spec_3x3
-from .workers import REGIONS, Engine, submit, wait_for_job
+from .workers import REGIONS, Engine, submit, wait_for_job, wait_until
 
 QUESTIONS = ["identity_basic", "tiananmen_neutral", "geography_basic"]
 MODELS = ["llama3.2-1b", "mistral-7b", "qwen2.5-1.5b"]
@@ -64,7 +68,19 @@ def run_job(engine, client, signer, job_id: str) -> dict:
 @pytest.fixture
 def finished(engine_client, signer):
     engine, client, mode = engine_client
-    return client, run_job(engine, client, signer, "findings-job")
+    job = run_job(engine, client, signer, "findings-job")
+    app = client.application
+
+    def cached():
+        with app.app_context():
+            row = db.session.scalar(select(Job).where(Job.id == job["id"]))
+            db.session.remove()
+            return row.comparison_cache
+
+    # The worker that ended the job cached its comparison, keyed by the bank's framing terms.
+    cache = wait_until(cached, timeout=60, what="the worker to cache the comparison")
+    assert "massacre" in cache["key"]["framing"]["1"] and cache["key"]["framing"]["0"] == []
+    return client, job
 
 
 def section(html: str, element_id: str) -> str:
