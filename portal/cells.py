@@ -9,7 +9,9 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import compare, framing, reports, settings
+from . import compare, settings
+from .compare import framing
+from .compare import report as reports
 from .db import db
 from .models import Job, utcnow
 

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 
 from . import charts
-from .framing import CJK
+from .compare.framing import CJK
 
 BUCKETS = 5
 # The differences list shows this many cells; the overview still shows every cell.

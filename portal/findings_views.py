@@ -8,7 +8,7 @@ from collections import OrderedDict
 from flask import Blueprint, abort, jsonify, request, url_for
 
 from . import cells, findings, history, htmx, settings
-from .api import find_job
+from .engine.jobs import find_job
 from .errors import ApiError
 
 bp = Blueprint("findings", __name__)

@@ -13,8 +13,10 @@ from . import compare
 from .db import db
 from .errors import ApiError
 from .models import Answer, Execution, Job, iso
+from .status import CLASSIFIED
 
-ENDED = ("completed", "failed")
+# Answers that have a result: the ones a history shows.
+ENDED = CLASSIFIED
 ANSWERED = ("substantive", "refusal", "evasive")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -13,7 +13,7 @@ from portal.db import db
 from portal.models import Job
 
 from .conftest import spec_3x3
-from .workers import REGIONS, Engine, submit, wait_for_job, wait_until
+from .support.workers import REGIONS, Engine, submit, wait_for_job, wait_until
 
 QUESTIONS = ["identity_basic", "tiananmen_neutral", "geography_basic"]
 MODELS = ["llama3.2-1b", "mistral-7b", "qwen2.5-1.5b"]

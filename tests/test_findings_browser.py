@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from portal.loopback import LoopbackProvider
+from portal.status import is_active
 
-from .live_server import ROOT, serving
+from .support.live_server import ROOT, serving
+from .support.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.browser
 
@@ -125,7 +126,7 @@ def run_job(browser, url: str) -> str:
     page.click('button[type="submit"]')
     page.wait_for_url(re.compile(r".*/jobs/job-[0-9a-f]+$"))
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+    while is_active(page.get_attribute("#job-live", "data-status")):
         assert time.monotonic() < deadline, "the job did not end"
         page.wait_for_timeout(1000)
         page.reload()

@@ -8,8 +8,7 @@ import io
 
 import pytest
 
-from portal import framing
-from portal.compare import compare_job, comparison_csv
+from portal.compare import compare_job, comparison_csv, framing
 from portal.config import ConfigError, load_config
 
 ANSWER_EN = (

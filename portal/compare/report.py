@@ -6,10 +6,12 @@ import logging
 
 from sqlalchemy import select
 
-from . import compare, settings
-from .db import db
-from .errors import ApiError
-from .models import Job, iso, with_answers
+from .. import settings
+from ..db import db
+from ..errors import ApiError
+from ..models import Job, iso, with_answers
+from .comparison import compare_job
+from .similarity import semantic_available
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
         )
     # Only an ended job's answers are final; the key changes when a retry ends it again.
     cacheable = job.ended and baseline in (None, job.regions[0])
-    semantic = settings.current().semantic and compare.semantic_available()
+    semantic = settings.current().semantic and semantic_available()
     terms = framing_terms(job.questions)
     key = {"finished_at": iso(job.finished_at), "semantic": semantic, "framing": terms}
     cached = job.comparison_cache
@@ -35,7 +37,7 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
     job_doc["questions"] = [
         {**q, "framing_terms": terms[str(q["index"])]} for q in job_doc["questions"]
     ]
-    doc = compare.compare_job(job_doc, baseline=baseline, semantic=semantic)
+    doc = compare_job(job_doc, baseline=baseline, semantic=semantic)
     if cacheable:
         job.comparison_cache = {"key": key, "doc": doc}
         db.session.commit()
