@@ -131,8 +131,11 @@ def overview(comparison: dict) -> dict:
     return {"columns": columns, "rows": rows}
 
 
-def differences(comparison: dict) -> list[dict]:
-    """Returns the cells whose regions differ, most divergent first (ties in page order)."""
+def differences(comparison: dict, quoted: int | None = None) -> list[dict]:
+    """Returns the cells whose regions differ, most divergent first (ties in page order).
+
+    Only the first `quoted` cells (all when None) get their differing words quoted.
+    """
     found = []
     baseline = comparison["baseline"]
     for m, model in enumerate(comparison["models"]):
@@ -154,10 +157,14 @@ def differences(comparison: dict) -> list[dict]:
                     "apart": apart,
                     "others": [r for r in answering if r not in apart],
                     "refused": q["refusal_regions"],
-                    "quote": differing_words(q, apart, baseline),
+                    "question": q,
                 }
             )
     found.sort(key=lambda d: d["order"])
+    for rank, item in enumerate(found):
+        question = item.pop("question")
+        if quoted is None or rank < quoted:
+            item["quote"] = differing_words(question, item["apart"], baseline)
     return found
 
 
@@ -206,7 +213,7 @@ def job_findings(comparison: dict | None) -> dict | None:
     """Returns everything the findings section shows, or None while there is no comparison."""
     if not comparison or not comparison["models"]:
         return None
-    ranked = differences(comparison)
+    ranked = differences(comparison, quoted=DIFFERENCES_SHOWN)
     return {
         "overview": overview(comparison),
         "differences": ranked[:DIFFERENCES_SHOWN],
