@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import htmx, intake, settings, signing
+from . import answer_views, htmx, intake, params, settings, signing
 from .api import find_job, intake_context
 from .config import BeaconConfig
 from .db import db
@@ -121,6 +121,7 @@ def htmx_library():
 
 
 @bp.get("/")
+@bp.get("/jobs")
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
@@ -180,7 +181,7 @@ def job_detail(job_id: str):
     """Shows a job: header, live progress, one group per model with its regions side by side."""
     job = find_job(job_id)
     differs_only = request.args.get("differs") == "1"
-    baseline = request.args.get("baseline") or None
+    baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
         abort(404, f"This job has no region {baseline!r} to compare against.")
     context = job_detail_view(job, differs_only, baseline)
@@ -223,7 +224,7 @@ def execution_detail(execution_id: int):
     execution = db.session.get(Execution, execution_id)
     if execution is None:
         abort(404, f"No execution with id {execution_id}.")
-    context = {"execution": execution.to_dict(with_answers=True)}
+    context = answer_views.execution_context(execution)
     return htmx.render("execution.html", "partials/execution_body.html", context)
 
 
@@ -363,10 +364,12 @@ def _model_group(doc, model_id, executions, compared, differs_only) -> dict:
                 if a["question_index"] == question["index"]
             ]
             cells.append({"execution": execution, "answers": answers})
-        differs = summary["differs"] if summary else _outputs_differ(cells)
+        differs = summary["differs"] if summary else answer_views.outputs_differ(cells)
         if differs_only and not differs:
             continue
-        questions.append({**question, "cells": cells, "summary": summary, "differs": differs})
+        agree = answer_views.agreement(summary, cells)
+        view = {"cells": cells, "summary": summary, "differs": differs, "agreement": agree}
+        questions.append({**question, **view})
     return {
         "model_id": model_id,
         "model_name": first["model_name"],
@@ -385,14 +388,3 @@ def _answer_view(answer: dict, entry: dict | None) -> dict:
         view["diff"] = entry.get("diff")
         view["diff_text"] = entry.get("diff_text") or ""
     return view
-
-
-def _outputs_differ(cells: list[dict]) -> bool:
-    """Says whether regions answered differently, when no comparison is at hand yet."""
-    outputs = {
-        (a["status"], (a["output"] or "").strip())
-        for cell in cells
-        for a in cell["answers"]
-        if a["status"] in ("completed", "failed")
-    }
-    return len(outputs) > 1

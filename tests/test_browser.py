@@ -72,6 +72,8 @@ def responder(region: str):
     def respond(model: str, prompt: str) -> str:
         if "repeat the tag" in prompt:
             return XSS
+        if "multiplied" in prompt:
+            return "17 multiplied by 23 is 391."  # every region agrees on arithmetic
         if region == "asia-pacific" and "Tiananmen" in prompt:
             return "I'm sorry, but I can't discuss that topic."
         return echo(model, prompt)
@@ -137,6 +139,9 @@ def shot(page, name: str, height: int | None = None) -> None:
 
 def fill_form(page, url: str, questions=QUESTIONS, prompt: str | None = None) -> None:
     page.goto(f"{url}/jobs/new")
+    # The form starts with the control questions picked; ask exactly the ones given.
+    for box in page.locator('input[name="questions"]:checked').all():
+        box.uncheck()
     for question in questions:
         page.check(f'input[name="questions"][value="{question}"]')
     if prompt:
@@ -259,4 +264,62 @@ def test_model_output_with_markup_shows_as_text_and_runs_nothing(server, browser
     assert page.locator("main script").count() == 0
     page.reload()
     page.wait_for_timeout(500)
+    assert dialogs == []
+
+
+def test_agreeing_questions_fold_and_each_execution_has_a_compact_page(server, browser):
+    page, dialogs = new_page(browser)
+    page.goto(f"{server.url}/jobs/new")
+    picked = page.locator('input[name="questions"]:checked')
+    assert [picked.nth(i).get_attribute("value") for i in range(picked.count())] == [
+        "identity_basic",
+        "math_basic",
+        "geography_basic",
+    ]
+    fill_form(page, server.url, questions=["identity_basic", "math_basic", "tiananmen_neutral"])
+    page.wait_for_function(
+        "['completed', 'partial', 'failed', 'cancelled']"
+        ".includes(document.querySelector('#job-live').dataset.status)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    page.reload()
+    assert page.get_attribute("#job-live", "data-status") == "completed", server.log()
+    folded = page.locator("article.question.agrees")
+    assert folded.count() == 3  # math_basic, once per model
+    for index in range(3):
+        line = " ".join(folded.nth(index).locator("summary").inner_text().split())
+        assert line.startswith("math_basic = all 3 regions agree, similarity 1.00"), line
+        box = folded.nth(index).bounding_box()
+        assert box["height"] < 80, box  # one line, not a table of 1.00s
+    assert not folded.first.locator(".output").first.is_visible()
+    # Where regions differ the word diffs are open: two questions, each against two regions, in
+    # three models.
+    diffs = page.locator("details.diff-box[open]")
+    assert diffs.count() == 12 and diffs.first.locator(".diff").is_visible()
+    height = page.evaluate("document.documentElement.scrollHeight")
+    shot(page, "job-collapsed-desktop", height=min(height, 2400))
+    folded.first.locator("summary").click()
+    assert folded.first.locator(".output").first.is_visible()
+
+    group = page.locator("[data-model-group]").first
+    group.locator(".executions a", has_text="EU West").click()
+    page.wait_for_url(re.compile(r".*/executions/[0-9]+$"))
+    answers = page.locator("article.answer-full")
+    assert answers.count() == 3
+    for index in range(3):
+        grid = answers.nth(index).locator(".answer-grid").bounding_box()
+        assert grid["height"] < 90, grid  # the facts of an answer sit in a row or two
+    others = page.locator(".sibling-regions a")
+    assert [others.nth(i).inner_text() for i in range(others.count())] == [
+        "US East",
+        "Asia-Pacific",
+    ]
+    shot(
+        page,
+        "execution-desktop",
+        height=min(page.evaluate("document.documentElement.scrollHeight"), 1400),
+    )
+    others.nth(1).click()
+    page.wait_for_url(re.compile(r".*/executions/[0-9]+$"))
+    assert "in Asia-Pacific" in page.locator("h1").inner_text()
     assert dialogs == []
