@@ -120,8 +120,8 @@ def htmx_library():
     return htmx.send_library()
 
 
+@bp.get("/jobs")  # applied last, so "/" stays the address url_for builds
 @bp.get("/")
-@bp.get("/jobs")
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
