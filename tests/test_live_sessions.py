@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import urllib.parse
 from pathlib import Path
@@ -29,7 +30,7 @@ from .workers import clean_env
 
 SESSIONS = 20
 TIMEOUT_S = 30
-CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHECKED = re.compile(r'<input checked id="[a-z]+-\d+" name="(\w+)" type="checkbox" value="([^"]+)"')
 
 
@@ -186,3 +187,59 @@ def test_oversized_chunked_body_is_413_on_the_live_server(web, signer):
         server.url, signer.body(spec_3x3(metadata={"models": ["smollm2-135m"]}))
     )
     assert status == 202, document
+
+
+def readme_shells() -> list[str]:
+    """Returns the two shells of the README's "Sign and submit a job", as written."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    walkthrough = readme.split("## Sign and submit a job", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", walkthrough, re.S)
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_in_a_fresh_clone_with_two_shells(checkout, tmp_path):
+    """Runs the README's two shells in a fresh clone: what `verify` says is what the server
+    does. Shell 1's `./scripts/serve.sh` runs as serve.sh itself, less its install step (the
+    clone's .venv is the test's own)."""
+    shell1, shell2 = readme_shells()
+    (checkout / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    serve = (ROOT / "scripts" / "serve.sh").read_text("utf-8")
+    assert 'source scripts/install.sh ""\n' in serve
+    serve = serve.replace('source scripts/install.sh ""\n', "")
+    port = free_port()
+    # The job stays queued: running the local model is not what this walkthrough checks.
+    env = {**clean_env(BEACON_DISPATCHER="0", PYTHONPATH=str(checkout), PORT=str(port))}
+    for name in ("SECRET_KEY", "BEACON_SIGNING_KEY"):
+        del env[name]
+    first = shell1.replace("./scripts/serve.sh", f"bash {tmp_path / 'serve.sh'}")
+    (tmp_path / "serve.sh").write_text(serve.replace('cd "$(dirname "$0")/.."', f"cd {checkout}"))
+    server = LiveServer(
+        env,
+        tmp_path / "shell1.log",
+        command=["bash", "-c", f"set -euo pipefail; cd {checkout}\n{first}"],
+        url=f"http://127.0.0.1:{port}",
+    )
+    try:
+        server.wait_ready(timeout=90, interval=0.3)
+        second = subprocess.run(
+            [
+                "bash",
+                "-c",
+                "set -euo pipefail\n" + shell2.replace("127.0.0.1:8000", f"127.0.0.1:{port}"),
+            ],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        log = server.log()
+    finally:
+        server.stop(timeout=30)
+    assert second.returncode == 0, second.stdout + second.stderr + log
+    assert "warning" not in second.stderr  # BEACON_USER_KEY came from beacon-keys.sh
+    assert "trust list checked: this shell's BEACON_TRUSTED_KEYS (me (" in second.stdout
+    assert "is trusted here (kid me)" in second.stdout, second.stdout
+    submitted = json.loads(second.stdout[second.stdout.index('{"idempotent"') :])
+    assert submitted["idempotent"] is False and submitted["job"]["signer_kid"] == "me"
+    assert log.count("trusted keys: portal (") == 2 and "me (" in log, log

@@ -223,7 +223,8 @@ def test_this_machine_is_said_once_and_categories_read_alike(make_app):
         assert f"<legend>{shown}</legend>" in form
         assert re.search(rf"<h2 id=\"category-\d\">{shown}</h2>", bank)
     job_id = submit_form(
-        client, {"questions": ["identity_basic"], "models": ["smollm2-135m"], "regions": ["eu-west"]}
+        client,
+        {"questions": ["identity_basic"], "models": ["smollm2-135m"], "regions": ["eu-west"]},
     )
     with client.application.app_context():
         execution_id = db.session.scalar(select(Execution.id).where(Execution.job_id == job_id))
@@ -261,7 +262,8 @@ def test_agreeing_questions_fold_to_one_line_and_differences_open(client3, app3,
 def test_local_job_page_says_latency_is_this_machines_load(make_app):
     client = make_app().test_client()
     job_id = submit_form(
-        client, {"questions": ["identity_basic"], "models": ["smollm2-135m"], "regions": ["us-east"]}
+        client,
+        {"questions": ["identity_basic"], "models": ["smollm2-135m"], "regions": ["us-east"]},
     )
     html = page(client, f"/jobs/{job_id}")
     assert "Latency differences here are this machine's load" in html and "not geography" in html
