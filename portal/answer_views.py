@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from .db import db
 from .models import Execution
+from .status import is_classified
 
 THIS_MACHINE = "this machine"
 
@@ -17,7 +18,7 @@ def outputs_differ(cells: list[dict]) -> bool:
         (a["status"], (a["output"] or "").strip())
         for cell in cells
         for a in cell["answers"]
-        if a["status"] in ("completed", "failed")
+        if is_classified(a["status"])
     }
     return len(outputs) > 1
 

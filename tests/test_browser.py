@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from portal.loopback import LoopbackProvider, default_responder
+from portal.status import ACTIVE
 
-from .live_server import ROOT, serving
+from .support.live_server import ROOT, serving
+from .support.loopback import LoopbackProvider, default_responder
 
 pytestmark = pytest.mark.browser
 
@@ -192,7 +193,7 @@ def test_form_to_finished_job_with_live_progress(server, browser):
         "document.querySelector('.job-progress').dataset.done > 0", timeout=JOB_TIMEOUT_MS
     )
     seen.add(done_and_total(page)[0])
-    if page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+    if page.get_attribute("#job-live", "data-status") in ACTIVE:
         shot(page, "job-running-desktop")
         phone.goto(job_url)
         shot(phone, "job-running-phone")
@@ -234,7 +235,7 @@ def test_without_javascript_a_reload_reaches_the_complete_page(server, browser):
     fill_form(page, server.url)
     assert page.locator("#job-live").get_attribute("hx-trigger") == "every 2s"
     deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
-    while page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+    while page.get_attribute("#job-live", "data-status") in ACTIVE:
         assert time.monotonic() < deadline, "the job did not end"
         page.wait_for_timeout(1000)
         page.reload()
@@ -289,7 +290,10 @@ def test_agreeing_questions_fold_and_each_execution_has_a_compact_page(server, b
     # agreeing (docs/comparison.md); arithmetic agrees word for word.
     folded = page.locator("article.question.agrees")
     assert folded.count() == 6
-    lines = [" ".join(folded.nth(i).locator(".agree-box > summary").inner_text().split()) for i in range(6)]
+    lines = [
+        " ".join(folded.nth(i).locator(".agree-box > summary").inner_text().split())
+        for i in range(6)
+    ]
     assert [line.split(" = ")[0] for line in lines] == ["identity_basic", "math_basic"] * 3
     for line in lines:
         assert re.match(r"\w+ = all 3 regions agree, similarity (1\.00|0\.\d\d) ", line), line

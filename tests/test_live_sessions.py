@@ -24,9 +24,9 @@ import pytest
 from portal.instance import SECRET_KEY_FILE
 
 from .conftest import ROOT, spec_3x3
-from .live_server import LiveServer
+from .support.live_server import LiveServer
+from .support.workers import clean_env
 from .test_deploy import free_port, procfile, shell_env
-from .workers import clean_env
 
 SESSIONS = 20
 TIMEOUT_S = 30
