@@ -86,13 +86,13 @@ def sign_command(file: Path, key_file: Path | None, fresh: bool, output: Path | 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verify_command(file: Path):
     """Says which scheme verifies a signed JobSpec and whether its key is trusted here."""
-    from .errors import ApiError
+    from .errors import DomainError
     from .jobspec import unwrap
 
     try:
         spec = unwrap(signing.load_json(file.read_bytes()))
         verified = signing.verify(spec, allow_legacy=True)
-    except (ValueError, ApiError, signing.SignatureError) as exc:
+    except (ValueError, DomainError, signing.SignatureError) as exc:
         message = getattr(exc, "message", exc)
         raise click.ClickException(f"{file}: does not verify: {message}") from None
     s = settings.current()

@@ -24,7 +24,7 @@ from .config import BeaconConfig
 from .db import db
 from .engine import jobs
 from .engine.jobs import find_job
-from .errors import ApiError
+from .errors import DomainError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
 from .status import FINISHED, JobStatus, is_classified
@@ -161,7 +161,7 @@ def create_job():
         spec = signing.sign(form.job_spec(), settings.current().signing_seed)
         try:
             job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
-        except ApiError as exc:
+        except DomainError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
         else:
@@ -171,7 +171,7 @@ def create_job():
     return htmx.render("new_job.html", "partials/job_form.html", context, status)
 
 
-def _field_for(exc: ApiError) -> str:
+def _field_for(exc: DomainError) -> str:
     for key in (*(exc.fields or {}), exc.code):
         if key in FIELD_OF:
             return FIELD_OF[key]

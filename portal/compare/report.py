@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from .. import settings
 from ..db import db
-from ..errors import ApiError
+from ..errors import Invalid
 from ..models import Job, iso, with_answers
 from .comparison import compare_job
 from .rules import rules_version
@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 def job_comparison(job: Job, baseline: str | None = None) -> dict:
     """Returns the cross-region comparison of `job` against `baseline` (default: first region)."""
     if baseline is not None and baseline not in job.regions:
-        raise ApiError(
-            400,
+        raise Invalid(
             "invalid_parameter",
             f"baseline must be one of the job's regions: {', '.join(job.regions)}",
             {"baseline": baseline},
