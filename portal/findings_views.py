@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 from flask import Blueprint, abort, jsonify, request, url_for
 
-from . import cells, findings, history, htmx, settings
+from . import cells, findings, history, htmx, params, settings
 from .engine.jobs import find_job
 from .errors import ApiError
 
@@ -44,7 +44,7 @@ def utc(value: str | None) -> str:
 def cell_detail(job_id: str, model_id: str, index: int):
     """One model's answers to one question in every region, diffed, with a citation."""
     job = find_job(job_id)
-    baseline = request.args.get("baseline") or None
+    baseline = params.region_id(request.args.get("baseline") or None, settings.current().config)
     if baseline is not None and baseline not in job.regions:
         abort(404, f"This job has no region {baseline!r} to compare against.")
     url = url_for(
@@ -67,9 +67,10 @@ def _question_or_404(question_id: str):
 @api_bp.get("/questions/<question_id>/history")
 def question_history_api(question_id: str):
     """A question's answers across jobs, newest job first, with changes marked."""
-    params = history.parse_args(request.args)
+    query = history.parse_args(request.args)
+    query["region"] = params.region_id(query["region"], settings.current().config)
     _question_or_404(question_id)
-    items, next_cursor = history.history(question_id, params)
+    items, next_cursor = history.history(question_id, query)
     return jsonify(items=items, next=next_cursor)
 
 
@@ -79,11 +80,12 @@ def question_history(question_id: str):
     args = request.args.to_dict()
     args.setdefault("limit", str(PAGE_LIMIT))
     try:
-        params = history.parse_args(args)
+        query = history.parse_args(args)
         question = _question_or_404(question_id)
     except ApiError as exc:
         abort(exc.status, exc.message)
-    items, next_cursor = history.history(question_id, params)
+    query["region"] = params.region_id(query["region"], settings.current().config)
+    items, next_cursor = history.history(question_id, query)
     groups: OrderedDict[tuple[str, str], dict] = OrderedDict()
     for item in items:
         key = (item["model_id"], item["region"])
@@ -107,6 +109,6 @@ def question_history(question_id: str):
         "changes": sum(i["class_changed"] or i["text_changed"] for i in items),
         "next_cursor": next_cursor,
         "changed_below": history.CHANGED_BELOW,
-        "filters": {k: params[k] for k in ("model_id", "region") if params[k]},
+        "filters": {k: query[k] for k in ("model_id", "region") if query[k]},
     }
     return htmx.render("question_history.html", "partials/question_history_body.html", context)
