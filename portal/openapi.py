@@ -198,7 +198,7 @@ def paths() -> dict:
                 "parameters": [JOB_ID],
                 "responses": {
                     "200": json_response("the executions", listing(ref("Execution"))),
-                    **errors(404),
+                    **errors(400, 404),
                 },
             }
         },
@@ -217,21 +217,27 @@ def paths() -> dict:
             "get": {
                 "operationId": "list_models",
                 "summary": "Configured models",
-                "responses": {"200": json_response("models", listing(ref("Model")))},
+                "responses": {"200": json_response("models", listing(ref("Model"))), **errors(400)},
             }
         },
         "/api/v1/regions": {
             "get": {
                 "operationId": "list_regions",
                 "summary": "Configured regions",
-                "responses": {"200": json_response("regions", listing(ref("Region")))},
+                "responses": {
+                    "200": json_response("regions", listing(ref("Region"))),
+                    **errors(400),
+                },
             }
         },
         "/api/v1/questions": {
             "get": {
                 "operationId": "list_questions",
                 "summary": "The question bank",
-                "responses": {"200": json_response("questions", listing(ref("Question")))},
+                "responses": {
+                    "200": json_response("questions", listing(ref("Question"))),
+                    **errors(400),
+                },
             }
         },
         "/api/v1/openapi.json": {
