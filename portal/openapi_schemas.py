@@ -5,7 +5,7 @@ from __future__ import annotations
 from .config import PROVIDER_KINDS
 from .jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from .signing import KEY_BYTES, SIGNATURE_BYTES
-from .status import JOB_STATUSES, RUN_STATUSES
+from .status import CLASSIFIED, JOB_STATUSES, RUN_STATUSES
 
 STR, INT, NUM, BOOL = (
     {"type": "string"},
@@ -209,7 +209,42 @@ SCHEMAS = {
             "local": BOOL,
         }
     ),
-    "Question": obj({"id": STR, "category": STR, "prompt": STR}),
+    "Question": obj(
+        {
+            "id": STR,
+            "category": STR,
+            "prompt": STR,
+            "framing_terms": {"type": "array", "items": STR},
+        },
+        ["id", "category", "prompt"],
+    ),
+    "HistoryItem": obj(
+        {
+            "job_id": STR,
+            "job_submitted_at": TIME,
+            "answer_id": INT,
+            "execution_id": INT,
+            "model_id": STR,
+            "model_name": STR,
+            "region": STR,
+            "region_name": STR,
+            "question_index": INT,
+            "run": INT,
+            "status": {"type": "string", "enum": [str(s) for s in CLASSIFIED]},
+            "finished_at": TIME,
+            "output_sha256": nullable(STR),
+            "output": nullable(STR),
+            "error": nullable(STR),
+            "classification": STR,
+            "classification_rule": STR,
+            "previous_answer_id": nullable(INT),
+            "previous_job_id": nullable(STR),
+            "previous_classification": nullable(STR),
+            "similarity_to_previous": nullable(NUM),
+            "class_changed": BOOL,
+            "text_changed": BOOL,
+        }
+    ),
     "Comparison": obj(
         {
             "job_id": STR,

@@ -18,13 +18,13 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import htmx, intake, settings, signing, summary
+from . import answer_views, htmx, intake, params, settings, signing, summary
 from .compare import report
 from .config import BeaconConfig
 from .db import db
 from .engine import jobs
 from .engine.jobs import find_job
-from .errors import ApiError
+from .errors import DomainError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
 from .status import FINISHED, JobStatus, is_classified
@@ -122,6 +122,7 @@ def htmx_library():
     return htmx.send_library()
 
 
+@bp.get("/jobs")  # applied last, so "/" stays the address url_for builds
 @bp.get("/")
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
@@ -160,7 +161,7 @@ def create_job():
         spec = signing.sign(form.job_spec(), settings.current().signing_seed)
         try:
             job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
-        except ApiError as exc:
+        except DomainError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
         else:
@@ -170,7 +171,7 @@ def create_job():
     return htmx.render("new_job.html", "partials/job_form.html", context, status)
 
 
-def _field_for(exc: ApiError) -> str:
+def _field_for(exc: DomainError) -> str:
     for key in (*(exc.fields or {}), exc.code):
         if key in FIELD_OF:
             return FIELD_OF[key]
@@ -182,7 +183,7 @@ def job_detail(job_id: str):
     """Shows a job: header, live progress, one group per model with its regions side by side."""
     job = find_job(job_id)
     differs_only = request.args.get("differs") == "1"
-    baseline = request.args.get("baseline") or None
+    baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
         abort(404, f"This job has no region {baseline!r} to compare against.")
     context = job_detail_view(job, differs_only, baseline)
@@ -223,7 +224,7 @@ def execution_detail(execution_id: int):
     execution = db.session.get(Execution, execution_id)
     if execution is None:
         abort(404, f"No execution with id {execution_id}.")
-    doc = execution.to_dict(with_answers=True)
+    context = answer_views.execution_context(execution)
     # Classes come from the job's comparison, as on the job page.
     comparison = report.job_comparison(find_job(execution.job_id))
     entries = {
@@ -232,8 +233,9 @@ def execution_detail(execution_id: int):
         for question in model["questions"]
         for entry in question["answers"]
     }
+    doc = context["execution"]
     doc["answers"] = [_answer_view(a, entries.get(a["id"])) for a in doc["answers"]]
-    return htmx.render("execution.html", "partials/execution_body.html", {"execution": doc})
+    return htmx.render("execution.html", "partials/execution_body.html", context)
 
 
 @bp.get("/questions")
@@ -365,7 +367,9 @@ def _model_group(doc, model_id, executions, compared, differs_only, ended) -> di
         if differs_only and not differs:
             continue
         shown = summary if ended else None
-        questions.append({**question, "cells": cells, "summary": shown, "differs": differs})
+        agree = answer_views.agreement(shown, cells)
+        view = {"cells": cells, "summary": shown, "differs": differs, "agreement": agree}
+        questions.append({**question, **view})
     return {
         "model_id": model_id,
         "model_name": first["model_name"],

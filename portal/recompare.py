@@ -23,7 +23,7 @@ def recompare_command(job_ids: tuple[str, ...]):
     from .compare.similarity import semantic_available
     from .db import db
     from .engine.jobs import find_job
-    from .errors import ApiError
+    from .errors import NotFound
     from .models import Job
     from .status import JOB_ENDED
 
@@ -40,7 +40,7 @@ def recompare_command(job_ids: tuple[str, ...]):
     for job_id in ended:
         try:
             job = find_job(job_id)
-        except ApiError:  # deleted since the listing
+        except NotFound:  # deleted since the listing
             continue
         cached = job.comparison_cache or {}
         if cached.get("key") == report.cache_key(job, semantic):

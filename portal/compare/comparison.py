@@ -17,6 +17,7 @@ from itertools import combinations
 
 from ..status import is_classified
 from .classifier import classify_detail
+from .framing import csv_counts, question_framing
 from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
 from .similarity import CJK, Similarity, embedding_model_id, semantic_available
 
@@ -44,6 +45,7 @@ CSV_COLUMNS = [
     "output",
     "error",
     "diff_text",
+    "framing",
 ]
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
@@ -210,6 +212,7 @@ def _compare_question(question, entries, regions, region_names, baseline, sim) -
             "regions": list(regions),
             "matrix": [[_rounded(v) for v in row] for row in matrix],
         },
+        "framing": question_framing(question.get("framing_terms"), entries, regions),
         "answers": entries,
     }
 
@@ -328,5 +331,6 @@ def comparison_csv(comparison: dict) -> str:
                 row["output"] = _text_cell(answer["output"])
                 row["error"] = _text_cell(answer["error"])
                 row["diff_text"] = _text_cell(answer["diff_text"])
+                row["framing"] = _text_cell(csv_counts(question.get("framing"), answer))
                 writer.writerow(row)
     return buffer.getvalue()
