@@ -86,6 +86,9 @@ def test_region_caps_hold_across_two_gunicorn_workers(engine, make_app, signer, 
         BEACON_CONFIG=str(config),
         BEACON_TRUSTED_KEYS=json.dumps([signer.trusted_entry()]),
         WEB_CONCURRENCY="2",
+        # A worker computes each ended job's comparison in its own event loop; the embedding
+        # model would stall it for seconds of CPU that this test does not look at.
+        BEACON_SEMANTIC="0",
     )
     release = subprocess.run(
         ["bash", "-c", procfile()["release"]],
@@ -155,33 +158,34 @@ def test_region_rate_limit_is_shared_by_two_worker_processes(engine, make_app, s
     storage = redis_url()
     clear_region_counters(storage)
     providers = engine.three_providers()
-    limit, period_s = 4, 1.0
+    limit, period_s = 4, 3.0
     config = engine.config(
         {r: p.base_url_openai for r, p in providers.items()},
         max_concurrency=3,
-        region_rates={"us-east": f"{limit} per second"},
+        region_rates={"us-east": f"{limit} per {period_s:g} seconds"},
     )
     app = make_app(BEACON_CONFIG=str(config))
     client = app.test_client()
-    engine.worker(config, BEACON_RATE_LIMIT_STORAGE=storage)
-    engine.worker(config, BEACON_RATE_LIMIT_STORAGE=storage)
+    for _ in range(2):
+        engine.worker(config, BEACON_RATE_LIMIT_STORAGE=storage, BEACON_SEMANTIC="0")
 
     job_ids = []
     for i in range(2):
         spec = spec_3x3(
             id=f"rated-{i}",
             constraints={"regions": ["us-east"]},
-            questions=distinct_questions(i, 4),
+            questions=distinct_questions(i, 2),
         )
         job_ids.append(submit(client, signer, spec))
     jobs = [wait_for_job(client, job_id, timeout=90, engine=engine) for job_id in job_ids]
 
     assert_each_asked_once(jobs, providers)
     calls = [c["started"] for c in providers["us-east"].calls]
-    assert len(calls) == 2 * 3 * 4
-    # The calls start on the portal's side; the provider sees them a few milliseconds later, so
-    # the window looked at is the period less that margin.
-    assert most_in_any_window(calls, period_s - 0.15) <= limit, sorted(calls)
+    assert len(calls) == 2 * 3 * 2
+    # A slot is taken on the portal's side right before the call; the provider sees the call
+    # later by the time the worker takes to send it (up to a few hundred milliseconds on a
+    # loaded machine), so the window looked at is the period less that margin.
+    assert most_in_any_window(calls, period_s - 0.5) <= limit, sorted(calls)
     assert len(lease_owners(app, "us-east")) == 2, engine.logs()
 
 
