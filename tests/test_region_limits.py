@@ -21,9 +21,17 @@ from portal.db import db
 from portal.models import Execution
 
 from .conftest import spec_3x3
-from .live_server import ROOT
+from .support.live_server import ROOT
+from .support.workers import (
+    PROVIDER_MODEL,
+    REGIONS,
+    Engine,
+    clean_env,
+    submit,
+    wait_for_job,
+    wait_until,
+)
 from .test_deploy import procfile, shell_env, start_web
-from .workers import PROVIDER_MODEL, REGIONS, Engine, clean_env, submit, wait_for_job, wait_until
 
 ENDED = ("completed", "partial", "failed", "cancelled")
 CAPS = {"us-east": 1, "eu-west": 2}
@@ -201,7 +209,7 @@ def test_region_rate_limit_is_read_and_checked(tmp_path):
 
 
 def test_region_keys_are_stable_and_distinct():
-    from portal.fanout import region_lock_key
+    from portal.engine.pool import region_lock_key
 
     keys = {region_lock_key(region) for region in REGIONS}
     assert len(keys) == len(REGIONS)

@@ -8,8 +8,8 @@ it asks its questions in order, one call at a time, so the pool bounds the provi
 flight. A region's own `max_concurrency` holds across every process sharing the database:
 `claim` leases no more of its executions than the cap leaves room for, counting the live leases
 of all processes under a per-region lock; its `rate_limit` is counted in shared storage
-(portal/region_rate.py). A worker that dies leaves leases that expire; any dispatcher then
-takes those executions again and re-runs only their unfinished answers. See
+(portal/engine/region_rate.py). A worker that dies leaves leases that expire; any dispatcher
+then takes those executions again and re-runs only their unfinished answers. See
 docs/architecture.md.
 """
 
@@ -26,19 +26,19 @@ import gevent
 import gevent.event
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config import BeaconConfig
+from ..db import db
+from ..models import Execution, claimable, utcnow
 from . import jobs
-from .config import BeaconConfig
-from .db import db
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
 # uses it too. classify and clean_output stay importable from here.
 from .execution import classify as classify
 from .execution import clean_output as clean_output
 from .execution import renew, run_execution
-from .models import Execution, utcnow
 from .region_rate import RegionRates
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,6 @@ SWEEP_S = 2.0
 def new_owner() -> str:
     """Returns a lease owner name unique to this process: host, pid and a random tag."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def _claimable(now: datetime):
-    return or_(
-        Execution.status == "queued",
-        and_(
-            Execution.status == "running",
-            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-        ),
-    )
 
 
 def _live(now: datetime):
@@ -89,7 +79,7 @@ def waiting_by_region(now: datetime | None = None) -> dict[str, int]:
     """Counts claimable executions (queued, or leased by a worker that stopped) per region."""
     now = now or utcnow()
     rows = db.session.execute(
-        select(Execution.region, func.count()).where(_claimable(now)).group_by(Execution.region)
+        select(Execution.region, func.count()).where(claimable(now)).group_by(Execution.region)
     )
     return {region: n for region, n in rows}
 
@@ -110,7 +100,7 @@ def claim(
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease_s),
     }
-    picked = select(Execution.id).where(Execution.region == region, _claimable(now))
+    picked = select(Execution.id).where(Execution.region == region, claimable(now))
     picked = picked.order_by(Execution.id)
     if db.session.get_bind().dialect.name == "postgresql":
         if cap is not None:
@@ -139,7 +129,7 @@ def claim(
         picked = picked.limit(limit)
     stmt = (
         update(Execution)
-        .where(Execution.id.in_(picked), _claimable(now))
+        .where(Execution.id.in_(picked), claimable(now))
         .values(**lease)
         .returning(Execution.id)
     )
@@ -170,9 +160,9 @@ class Dispatcher:
             r.id: BoundedSemaphore(min(r.max_concurrency or limits.max_concurrency, self.pool.size))
             for r in self.config.regions.values()
         }
-        # A region's own cap holds across every process: claim() enforces it in the database.
+        # A region's own cap holds across every process: claim() enforces it in the database,
+        # and so does its rate_limit, through the shared rate-limit storage.
         self.caps = {r.id: r.max_concurrency for r in self.config.regions.values()}
-        # ... and so does its rate_limit, through the shared rate-limit storage.
         self.rates = RegionRates(self.config.regions.values())
         self.running: set[int] = set()
         self._stopping = gevent.event.Event()
@@ -233,10 +223,8 @@ class Dispatcher:
             free = min(self.pool.free_count(), slot.counter if slot else self.pool.free_count())
             if free <= 0 or count <= 0:
                 continue
-            cap = self.caps.get(region)
-            ids = claim(
-                region, min(free, count), self.owner, self.config.execution.lease_s, cap=cap
-            )
+            lease_s = self.config.execution.lease_s
+            ids = claim(region, min(free, count), self.owner, lease_s, cap=self.caps.get(region))
             db.session.commit()
             for execution_id in ids:
                 if execution_id in self.running:

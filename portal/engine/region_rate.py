@@ -22,7 +22,7 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from .config import Region
+from ..config import Region
 
 log = logging.getLogger(__name__)
 
