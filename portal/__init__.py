@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import api, cli, pages, ratelimit, settings, views_errors
+    from . import api, cli, findings_views, pages, params, ratelimit, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -40,6 +40,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(findings_views.bp)
+    app.register_blueprint(findings_views.api_bp)
     views_errors.register(app)
+    params.register(app)
     cli.register(app)
     return app
