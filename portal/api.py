@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, openapi, reports, settings
+from . import __version__, compare, intake, jobs, openapi, receipts, reports, settings
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts, with_answers
@@ -119,6 +119,7 @@ def cancel_job(job_id: str):
     require_admin()
     job = jobs.cancel_job(find_job(job_id))
     db.session.commit()
+    receipts.issue_for_job(job.id)
     return jsonify(job=job.to_dict(with_executions=True))
 
 

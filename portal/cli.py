@@ -13,6 +13,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import settings, signing, trust
+from .provenance_cli import backfill_receipts_command
 
 beacon = AppGroup("beacon", help="Beacon portal commands.")
 # The demo waits this long past a job's deadline for the engine to record its end.
@@ -21,6 +22,7 @@ _GRACE = timedelta(seconds=30)
 
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
+    beacon.add_command(backfill_receipts_command)
     app.cli.add_command(beacon)
 
 

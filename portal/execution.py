@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from . import compare, jobs, providers, reports
+from . import compare, jobs, providers, receipts, reports
 from .config import BeaconConfig
 from .db import db
 from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
@@ -231,6 +231,7 @@ def _complete(answer: Answer, result: providers.ProviderResult) -> None:
     answer.prompt_tokens = result.prompt_tokens
     answer.completion_tokens = result.completion_tokens
     answer.classification = classify(answer)
+    answer.served_by = result.served_by or None
 
 
 def clean_output(text: str) -> str:
@@ -279,6 +280,8 @@ def _finish(ctx: _Context) -> None:
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
     db.session.commit()
+    # Before the job's status, so a job seen ended has every receipt (SPEC section 9).
+    receipts.issue_ended(ctx.execution_id)
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
     if status in JOB_ENDED:

@@ -25,7 +25,7 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import jobs
+from . import jobs, receipts
 from .config import BeaconConfig
 from .db import db
 
@@ -172,6 +172,7 @@ class Dispatcher:
             jobs.end_overdue()
             jobs.settle_orphans()
             db.session.commit()
+            receipts.issue_recent()
         started = 0
         waiting = waiting_by_region()
         db.session.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import provenance_openapi
+
 STR, INT, NUM, BOOL = (
     {"type": "string"},
     {"type": "integer"},
@@ -71,6 +73,7 @@ SCHEMAS = {
             "prompt_tokens": nullable(INT),
             "completion_tokens": nullable(INT),
             "classification": nullable(STR),
+            "served_by": {"type": "object"},
         }
     ),
     "Execution": obj(
@@ -445,9 +448,9 @@ def document(version: str) -> dict:
             "description": "Submit signed JobSpecs and compare how one model answers "
             'across regions. Errors: {"error": {"code", "message"}}.',
         },
-        "paths": paths(),
+        "paths": {**paths(), **provenance_openapi.PATHS},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS},
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer", "description": "BEACON_ADMIN_TOKEN"}
             },

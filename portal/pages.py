@@ -207,13 +207,14 @@ def _job_action(job_id: str, action: str):
     job = find_job(job_id)
     if settings.current().admin_token is None:
         abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
-    from . import jobs
+    from . import jobs, receipts
 
     if action == "cancel":
         jobs.cancel_job(job)
     else:
         jobs.retry_job(job, settings.current().config)
     db.session.commit()
+    receipts.issue_for_job(job.id)  # a cancel ends executions: their receipts (SPEC section 9)
     return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
 
 

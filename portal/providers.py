@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
@@ -25,6 +25,7 @@ import gevent.monkey
 import requests
 import urllib3.exceptions
 
+from portal import served_by as provenance
 from portal.config import Model, Region
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -42,6 +43,7 @@ class ProviderResult:
     latency_ms: int
     prompt_tokens: int | None
     completion_tokens: int | None
+    served_by: dict = field(default_factory=dict)  # portal/served_by.py
 
 
 class ProviderError(Exception):
@@ -84,12 +86,12 @@ def call(
     start = time.monotonic()
     deadline = start + timeout_s
     if region.provider == "openai":
-        text, prompt_tokens, completion_tokens = _call_openai(
+        text, prompt_tokens, completion_tokens, said = _call_openai(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
     elif region.provider == "ollama":
-        text, prompt_tokens, completion_tokens = _call_ollama(
+        text, prompt_tokens, completion_tokens, said = _call_ollama(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
@@ -102,6 +104,7 @@ def call(
             region, path, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = Path(path).name
+        said = {"model": served_as}
     else:
         raise ProviderError(
             f"{region.id}: unknown provider kind {region.provider!r} (use openai, ollama or local)",
@@ -117,6 +120,7 @@ def call(
         latency_ms=round((time.monotonic() - start) * 1000),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        served_by=said,
     )
 
 
@@ -142,13 +146,13 @@ def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = _dig(data, "choices", 0, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at choices[0].message.content")
     usage = _dig(data, "usage")
     usage = usage if isinstance(usage, dict) else {}
-    return content, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    return content, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), said
 
 
 def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
@@ -159,11 +163,11 @@ def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "stream": False,
         "options": {"temperature": temperature, "num_predict": max_tokens},
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = _dig(data, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at message.content")
-    return content, _count(_dig(data, "prompt_eval_count")), _count(_dig(data, "eval_count"))
+    return content, _count(_dig(data, "prompt_eval_count")), _count(_dig(data, "eval_count")), said
 
 
 def _base_url(region: Region) -> str:
@@ -176,7 +180,7 @@ def _base_url(region: Region) -> str:
 
 
 def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout_s: float):
-    """Posts `payload` and returns the decoded JSON of a 2xx answer, else raises ProviderError."""
+    """Posts `payload`; returns a 2xx answer's JSON and served_by, else raises ProviderError."""
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     token = os.environ.get(region.api_key_env) if region.api_key_env else None
     if token:
@@ -184,7 +188,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     timed_out = f"{region.id}: no complete answer from {url} within {timeout_s:g} s"
     try:
         with _deadline_guard(deadline):
-            status, response_headers, body = _exchange(url, payload, headers, deadline)
+            status, response_headers, body, peer = _exchange(url, payload, headers, deadline)
     except (_DeadlineExceeded, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
         raise ProviderError(timed_out, transient=True) from None
     except _TooLarge:
@@ -213,7 +217,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     if not 200 <= status < 300:
         raise _http_error(region, url, status, response_headers, body)
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and UnicodeDecodeError; deep nesting hits recursion.
         raise ProviderError(
@@ -221,10 +225,11 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
             transient=False,
             status=status,
         ) from None
+    return data, provenance.describe(data, response_headers, peer)
 
 
 def _exchange(url: str, payload: dict, headers: dict, deadline: float):
-    """Returns (status, headers, body), reading the body in chunks against the deadline."""
+    """Returns (status, headers, body, peer IP), reading the body against the deadline."""
     remaining = _remaining(deadline)
     with requests.Session() as session:
         response = session.post(
@@ -236,6 +241,7 @@ def _exchange(url: str, payload: dict, headers: dict, deadline: float):
             allow_redirects=False,
         )
         with response:
+            peer = provenance.peer_ip(response)
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 raise _TooLarge
@@ -250,7 +256,7 @@ def _exchange(url: str, payload: dict, headers: dict, deadline: float):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
                     raise _TooLarge
-            return response.status_code, response.headers, bytes(body)
+            return response.status_code, response.headers, bytes(body), peer
 
 
 def _remaining(deadline: float) -> float:
