@@ -17,7 +17,7 @@ import hashlib
 import socket
 
 import nacl.signing
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -90,9 +90,14 @@ def read(keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
     """Returns the stored hashes of the given nodes in one query."""
     if not keys:
         return {}
+    by_level: dict[int, list[int]] = {}
+    for level, idx in sorted(keys):
+        by_level.setdefault(level, []).append(idx)
+    # One (level = ? AND idx IN (...)) per level: both databases answer it from the primary
+    # key, where a row-value IN list made SQLite scan the whole table.
     rows = db.session.execute(
         select(LogNode.level, LogNode.idx, LogNode.hash).where(
-            tuple_(LogNode.level, LogNode.idx).in_(sorted(keys))
+            or_(*(and_(LogNode.level == lv, LogNode.idx.in_(ix)) for lv, ix in by_level.items()))
         )
     )
     found = {(level, idx): bytes(value) for level, idx, value in rows}
@@ -107,8 +112,15 @@ def inclusion(index: int, size: int) -> dict:
     current, _ = head()
     if not 0 < size <= current or not 0 <= index < size:
         raise ProofError(f"need 0 <= index < size <= {current} (the log's size)")
-    path = merkle.inclusion_proof(index, size, read)
-    leaf = read({(0, index)})[(0, index)]
+    leaf_key = (0, index)
+    stored: dict[merkle.Node, bytes] = {}
+
+    def read_with_leaf(keys: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+        stored.update(read(keys | {leaf_key}))  # the leaf comes in the same query
+        return stored
+
+    path = merkle.inclusion_proof(index, size, read_with_leaf)
+    leaf = stored.get(leaf_key) or read({leaf_key})[leaf_key]
     return {"index": index, "size": size, "leaf_hash": b64(leaf), "hashes": [b64(h) for h in path]}
 
 
