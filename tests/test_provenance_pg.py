@@ -60,7 +60,7 @@ def test_two_workers_append_to_one_log(tmp_path, database_url, signer):
     upgrade_database(env, tmp_path / "upgrade.log")
     server = LiveServer(env, tmp_path / "gunicorn.log", command=two_workers())
     try:
-        url = server.wait_ready()
+        url = server.wait_ready(timeout=120)
         http = requests.Session()
         job_ids = []
         for i in range(JOBS):
