@@ -279,9 +279,9 @@ def _finish(ctx: _Context) -> None:
     execution.finished_at = utcnow()
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
+    # The receipt commits with the end itself: an ended execution always has one (SPEC 9).
+    receipts.record_end(ctx.execution_id)
     db.session.commit()
-    # Before the job's status, so a job seen ended has every receipt (SPEC section 9).
-    receipts.issue_ended(ctx.execution_id)
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
     if status in JOB_ENDED:

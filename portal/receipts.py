@@ -1,9 +1,11 @@
 """Signed receipts of ended executions, appended to the transparency log (SPEC section 9).
 
-`issue(execution_id)` runs right after an execution ends, in its own transaction under the
-log's lock: it builds the receipt from the rows as committed, signs its JCS bytes (RFC 8785)
-with the portal key and appends it to the log. It is idempotent: an execution gets one
-receipt per end (a retried execution ends again and gets the next `seq`), and the unique
+`record` builds the receipt of an ended execution, signs its JCS bytes (RFC 8785) with the
+portal key and appends it to the log under the log's lock, in the caller's transaction: the
+engine calls it in the very transaction that ends an execution, so an ended execution always
+has its receipt. `issue` does the same in a transaction of its own, for ends the engine did
+not make (cancel, the deadline sweep) and for the backfill. Both are idempotent: one receipt
+per end (a retried execution ends again and gets the next `seq`), and the unique
 (execution_id, seq) pair settles any race the lock did not.
 """
 
@@ -100,42 +102,52 @@ def sign(body: bytes, seed: bytes) -> str:
     return base64.b64encode(nacl.signing.SigningKey(seed).sign(body).signature).decode("ascii")
 
 
+def record(
+    execution_id: int, config: BeaconConfig, origin: str, seed: bytes, *, late: bool = False
+) -> Receipt | None:
+    """Adds the receipt of an ended execution to the caller's transaction, under the log's lock.
+
+    Returns the new receipt, the existing one when this end already has one, or None when the
+    execution has not ended. The caller commits (or rolls back) the receipt with its own work.
+    """
+    db.session.flush()
+    tlog.lock()
+    execution = db.session.get(Execution, execution_id)
+    if execution is None or execution.status not in FINISHED or not execution.finished_at:
+        return None
+    latest = latest_receipt(execution_id)
+    if latest is not None and latest.ended_at == execution.finished_at:
+        return latest
+    answers = db.session.scalars(
+        select(Answer)
+        .where(Answer.execution_id == execution_id)
+        .order_by(Answer.question_index, Answer.run)
+    ).all()
+    job = db.session.get(Job, _job_pk(execution.job_id))
+    doc = build(execution, job, list(answers), config, origin)
+    body = rfc8785.dumps(doc)
+    receipt = Receipt(
+        execution_id=execution_id,
+        seq=(latest.seq + 1) if latest else 1,
+        log_index=tlog.append(merkle.leaf_hash(body)),
+        body=body.decode("utf-8"),
+        signature=sign(body, seed),
+        ended_at=execution.finished_at,
+        issued_at=datetime.fromisoformat(doc["issued_at"]),
+        late=late,
+    )
+    db.session.add(receipt)
+    return receipt
+
+
 def issue(
     execution_id: int, config: BeaconConfig, origin: str, seed: bytes, *, late: bool = False
 ) -> Receipt | None:
-    """Issues the receipt of an ended execution once per end; returns it (None if not ended)."""
+    """Issues, in a transaction of its own, the receipt of an ended execution once per end."""
+    # Committed first: on SQLite the log's lock must be the new transaction's first statement.
     db.session.commit()
     try:
-        tlog.lock()
-        execution = db.session.get(Execution, execution_id, populate_existing=True)
-        if execution is None or execution.status not in FINISHED or not execution.finished_at:
-            db.session.rollback()
-            return None
-        latest = latest_receipt(execution_id)
-        if latest is not None and latest.ended_at == execution.finished_at:
-            db.session.rollback()
-            return latest
-        answers = db.session.scalars(
-            select(Answer)
-            .where(Answer.execution_id == execution_id)
-            .order_by(Answer.question_index, Answer.run)
-            .execution_options(populate_existing=True)
-        ).all()
-        job = db.session.get(Job, _job_pk(execution.job_id))
-        doc = build(execution, job, list(answers), config, origin)
-        body = rfc8785.dumps(doc)
-        index = tlog.append(merkle.leaf_hash(body))
-        receipt = Receipt(
-            execution_id=execution_id,
-            seq=(latest.seq + 1) if latest else 1,
-            log_index=index,
-            body=body.decode("utf-8"),
-            signature=sign(body, seed),
-            ended_at=execution.finished_at,
-            issued_at=datetime.fromisoformat(doc["issued_at"]),
-            late=late,
-        )
-        db.session.add(receipt)
+        receipt = record(execution_id, config, origin, seed, late=late)
         db.session.commit()
     except IntegrityError:
         # Another worker issued it between our reads; theirs stands.
@@ -144,10 +156,10 @@ def issue(
     return receipt
 
 
-def issue_ended(execution_id: int) -> Receipt | None:
-    """Issues an execution's receipt with the app's settings, right after it ended."""
+def record_end(execution_id: int) -> Receipt | None:
+    """Adds an execution's receipt to the transaction that ends it, with the app's settings."""
     s = settings.current()
-    return issue(execution_id, s.config, s.log_origin, s.signing_seed)
+    return record(execution_id, s.config, s.log_origin, s.signing_seed)
 
 
 def issue_recent() -> int:
