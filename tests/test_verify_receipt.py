@@ -38,7 +38,7 @@ def verify(tmp_path: Path, *args: str, key: str = PUBLIC_KEY) -> tuple[int, str]
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
     return result.returncode, result.stdout + result.stderr
 
@@ -57,7 +57,7 @@ def submit_and_wait(url: str, signer, spec: dict) -> dict:
         job = requests.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()["job"]
         return job if job["finished_at"] else None
 
-    return wait_until(ended, 60, interval=0.2, what=f"job {job_id} to end")
+    return wait_until(ended, 300, interval=0.2, what=f"job {job_id} to end")
 
 
 class Database:
@@ -103,10 +103,12 @@ def portal(tmp_path, database_url, signer):
         "BEACON_TRUSTED_KEYS": json.dumps([signer.trusted_entry()]),
         "BEACON_DISPATCHER": "1",
     }
+    database = Database(database_url)
     try:
         with serving(env, tmp_path / "live") as server:
-            yield server, Database(database_url)
+            yield server, database
     finally:
+        database.engine.dispose()
         engine.close()
 
 
