@@ -21,6 +21,7 @@ from portal.log_models import Receipt
 from portal.models import Answer, Execution, utcnow
 
 from .conftest import THREE_REGIONS, spec_3x3
+from .html_check import assert_valid_page
 from .rfc9162 import Reference, open_note, verify_consistency, verify_inclusion
 from .workers import Engine, get_job, submit, wait_for_job
 
@@ -159,6 +160,7 @@ def test_pages_show_receipt_served_by_verify_command_and_checkpoint(finished_3x3
     execution = job["executions"][4]
     receipt = client.get(f"/api/v1/executions/{execution['id']}/receipt").json
     page = client.get(f"/executions/{execution['id']}").get_data(as_text=True)
+    assert_valid_page(page)
     assert 'id="receipt"' in page
     assert f"<code>{receipt['log_index']}</code>" in page
     assert f"fp-{execution['region']}" in page and "x-request-id" in page
@@ -168,6 +170,7 @@ def test_pages_show_receipt_served_by_verify_command_and_checkpoint(finished_3x3
     )
     assert command in page
     job_page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert_valid_page(job_page)
     assert f'href="/api/v1/jobs/{job["id"]}/evidence"' in job_page
     doc, size, _ = checkpoint(client)
     footer = job_page[job_page.index('<footer class="site">') :]
