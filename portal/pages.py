@@ -7,7 +7,6 @@ comparison, so a page, its htmx fragment and the JSON API show the same facts.
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 from collections import defaultdict
 from datetime import datetime
@@ -19,25 +18,28 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import htmx, intake, settings, signing
-from .api import find_job, intake_context
+from . import htmx, intake, receipts, settings, signing
+from .compare import report
 from .config import BeaconConfig
 from .db import db
+from .engine import jobs
+from .engine.jobs import find_job
 from .errors import ApiError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
+from .status import FINISHED, JobStatus, is_classified
 
 bp = Blueprint("pages", __name__)
 csrf = CSRFProtect()
 PAGE_SIZE = 20
 FOLD_CHARS = 600
 STATUS_MARKS = {
-    "queued": "…",
-    "running": "◔",
-    "completed": "✓",
-    "partial": "◐",
-    "failed": "✗",
-    "cancelled": "■",
+    JobStatus.QUEUED: "…",
+    JobStatus.RUNNING: "◔",
+    JobStatus.COMPLETED: "✓",
+    JobStatus.PARTIAL: "◐",
+    JobStatus.FAILED: "✗",
+    JobStatus.CANCELLED: "■",
 }
 # Intake refusals are shown next to the form field they concern.
 FIELD_OF = {
@@ -157,7 +159,7 @@ def create_job():
     if form.validate_on_submit():
         spec = signing.sign(form.job_spec(), settings.current().signing_seed)
         try:
-            job, _ = intake.submit_jobspec(json.dumps(spec), intake_context(), source="form")
+            job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
         except ApiError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
@@ -207,8 +209,6 @@ def _job_action(job_id: str, action: str):
     job = find_job(job_id)
     if settings.current().admin_token is None:
         abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
-    from . import jobs, receipts
-
     if action == "cancel":
         jobs.cancel_job(job)
     else:
@@ -283,7 +283,7 @@ def _safe_next(raw: str | None) -> str:
 def progress(counts: dict) -> dict:
     """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
     total = counts.get("total", 0)
-    done = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    done = sum(counts.get(s, 0) for s in FINISHED)
     return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
 
 
@@ -304,14 +304,7 @@ def job_comparison(job: Job, baseline: str | None) -> dict | None:
     """Returns the cross-region comparison of an ended job; None while it runs."""
     if not job.ended:
         return None
-    try:
-        reports = importlib.import_module("portal.reports")
-    except ModuleNotFoundError:
-        # Without the cached report module, compare the serialized job directly.
-        from .compare import compare_job
-
-        return compare_job(job.to_dict(with_executions=True), baseline=baseline)
-    return reports.job_comparison(job, baseline)
+    return report.job_comparison(job, baseline)
 
 
 def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
@@ -394,6 +387,6 @@ def _outputs_differ(cells: list[dict]) -> bool:
         (a["status"], (a["output"] or "").strip())
         for cell in cells
         for a in cell["answers"]
-        if a["status"] in ("completed", "failed")
+        if is_classified(a["status"])
     }
     return len(outputs) > 1

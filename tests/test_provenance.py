@@ -23,7 +23,7 @@ from portal.models import Answer, Execution, utcnow
 from .conftest import THREE_REGIONS, spec_3x3
 from .html_check import assert_valid_page
 from .rfc9162 import Reference, open_note, verify_consistency, verify_inclusion
-from .workers import Engine, get_job, submit, wait_for_job
+from .support.workers import Engine, get_job, submit, wait_for_job
 
 SEED = bytes(range(32))
 SEED_B64 = base64.b64encode(SEED).decode()

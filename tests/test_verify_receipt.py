@@ -22,8 +22,8 @@ from portal import merkle
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import ROOT, spec_3x3
-from .live_server import serving, wait_until
-from .workers import Engine
+from .support.live_server import serving, wait_until
+from .support.workers import Engine
 
 SCRIPT = ROOT / "scripts" / "verify_receipt.py"
 SEED = bytes(range(1, 33))
