@@ -197,7 +197,7 @@ class Answer(db.Model):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     classification: Mapped[str | None] = mapped_column(String(32))
-    # What the provider said about itself with this answer (portal/served_by.py).
+    # What the provider said about itself with this answer (portal/providers/served_by.py).
     served_by: Mapped[dict | None] = mapped_column(JSON)
 
     execution: Mapped[Execution] = relationship(back_populates="answers")
