@@ -16,7 +16,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import (
         api,
         cli,
+        findings_views,
         pages,
+        params,
         provenance_api,
         provenance_pages,
         ratelimit,
@@ -51,6 +53,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(provenance_api.bp)
     app.register_blueprint(provenance_pages.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(findings_views.bp)
+    app.register_blueprint(findings_views.api_bp)
     views_errors.register(app)
+    params.register(app)
     cli.register(app)
     return app

@@ -72,6 +72,7 @@ class Question:
     id: str
     prompt: str
     category: str = "general"
+    framing_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -305,12 +306,20 @@ class _Checker:
 
     def question(self, key: str, entry: dict) -> Question:
         prefix = f"questions.{key}"
-        self.keys(prefix, entry, {"prompt": str, "category": str})
+        self.keys(prefix, entry, {"prompt": str, "category": str, "framing_terms": list})
         if any(c.isspace() for c in key):
             self.fail(prefix, "question id must not contain whitespace")
         if not entry.get("prompt", "").strip():
             self.fail(f"{prefix}.prompt", "required and must not be empty")
-        return Question(id=key, prompt=entry["prompt"], category=entry.get("category", "general"))
+        terms = entry.get("framing_terms", [])
+        if not all(isinstance(t, str) and t.strip("* ") for t in terms):
+            self.fail(f"{prefix}.framing_terms", "must be a list of non-empty strings")
+        return Question(
+            id=key,
+            prompt=entry["prompt"],
+            category=entry.get("category", "general"),
+            framing_terms=tuple(dict.fromkeys(t.strip() for t in terms)),
+        )
 
     def unique_aliases(self, regions: dict[str, Region]):
         seen: dict[str, str] = {}

@@ -14,6 +14,7 @@ from .openapi_schemas import (
     obj,
     ref,
 )
+from .paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 
 
 def json_response(description: str, schema: dict) -> dict:
@@ -46,8 +47,12 @@ def any_status(status: dict) -> dict:
     return {**status, "enum": [*status["enum"], ""]}
 
 
-LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (50)")
-CURSOR = query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "`next` of a page")
+LIMIT = query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    f"page size ({DEFAULT_LIMIT})",
+)
+CURSOR = query("cursor", {"type": "string", "pattern": f"^{DIGITS.pattern}$"}, "`next` of a page")
 JOB_ID = path_param("job_id", {"type": "string"})
 BASELINE = query("baseline", STR, "region to diff against (default: the spec's first region)")
 
@@ -194,7 +199,7 @@ def paths() -> dict:
                 "parameters": [JOB_ID],
                 "responses": {
                     "200": json_response("the executions", listing(ref("Execution"))),
-                    **errors(404),
+                    **errors(400, 404),
                 },
             }
         },
@@ -213,21 +218,48 @@ def paths() -> dict:
             "get": {
                 "operationId": "list_models",
                 "summary": "Configured models",
-                "responses": {"200": json_response("models", listing(ref("Model")))},
+                "responses": {"200": json_response("models", listing(ref("Model"))), **errors(400)},
             }
         },
         "/api/v1/regions": {
             "get": {
                 "operationId": "list_regions",
                 "summary": "Configured regions",
-                "responses": {"200": json_response("regions", listing(ref("Region")))},
+                "responses": {
+                    "200": json_response("regions", listing(ref("Region"))),
+                    **errors(400),
+                },
             }
         },
         "/api/v1/questions": {
             "get": {
                 "operationId": "list_questions",
                 "summary": "The question bank",
-                "responses": {"200": json_response("questions", listing(ref("Question")))},
+                "responses": {
+                    "200": json_response("questions", listing(ref("Question"))),
+                    **errors(400),
+                },
+            }
+        },
+        "/api/v1/questions/{question_id}/history": {
+            "get": {
+                "operationId": "question_history",
+                "summary": "A question's answers across jobs, newest job first, changes marked",
+                "parameters": [
+                    path_param("question_id", {"type": "string"}),
+                    query("model_id", STR, "only this model"),
+                    query("region", STR, "only this region"),
+                    LIMIT,
+                    query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,18}$"},
+                        "`next` of a page",
+                    ),
+                ],
+                "responses": {
+                    "200": json_response("a page of answers", listing(ref("HistoryItem"))),
+                    **errors(400, 404),
+                },
             }
         },
         "/api/v1/openapi.json": {

@@ -48,6 +48,8 @@ from portal import signing  # noqa: E402
 from portal.settings import ENV_NAMES, database_url  # noqa: E402
 from portal.status import JOB_ENDED  # noqa: E402
 from tests.support.loopback import LoopbackProvider  # noqa: E402
+from tests.support.specs import job_spec  # noqa: E402
+from tests.support.workers import clean_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool")
@@ -251,23 +253,11 @@ _job_counter = 0
 
 
 def make_spec(models: list[str], regions: list[str], questions: list[str]) -> dict:
-    """Returns an unsigned JobSpec with an id unique to this run."""
+    """Returns an unsigned JobSpec with an id unique to this run (the shared builder's)."""
     global _job_counter
     _job_counter += 1
     job_id = f"bench-{os.getpid()}-{int(time.time())}-{_job_counter}"
-    return {
-        "id": job_id,
-        "version": "v1",
-        "benchmark": {
-            "name": "bench",
-            "description": "scripts/bench.py",
-            "input": {"type": "prompt", "data": {"prompt": questions[0]}},
-        },
-        "constraints": {"regions": regions},
-        "metadata": {"models": models},
-        "questions": questions,
-        "runs": 1,
-    }
+    return job_spec(models, regions, questions, job_id=job_id, name="bench")
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -311,9 +301,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.seed = signing.generate_seed()
         public = signing.public_key_b64(self.seed)
-        clean = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-        clean.pop("BEACON_DISPATCHER", None)
-        clean.update(
+        # The harness's clean environment: no Beacon setting of this shell leaks in.
+        clean = clean_env(
             DATABASE_URL=database,
             BEACON_CONFIG=str(config) if config else "",
             SECRET_KEY="bench-secret",
@@ -642,6 +631,11 @@ class Bench:
                 cases = [
                     ("api", "GET /api/v1/jobs/<id>", "/api/v1/jobs/{}"),
                     ("page", "GET /jobs/<id>", "/jobs/{}"),
+                    (
+                        "cell",
+                        "GET /jobs/<id>/models/<model>/questions/0",
+                        "/jobs/{}/models/" + MODEL_IDS[0] + "/questions/0",
+                    ),
                 ]
                 jobs_ = [
                     (small, 27, s.small_requests),

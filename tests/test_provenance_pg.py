@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import pg_test_url, spec_3x3
-from .support.live_server import LiveServer, gunicorn_command, server_env, upgrade_database
 from .rfc9162 import Reference, open_note, verify_consistency
+from .support.live_server import LiveServer, gunicorn_command, server_env, upgrade_database
 from .support.workers import Engine
 
 SEED = bytes(range(2, 34))

@@ -17,8 +17,9 @@ from itertools import combinations
 
 from ..status import is_classified
 from .classifier import classify_detail
-from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
-from .similarity import CJK, Similarity, semantic_available
+from .framing import csv_counts, question_framing
+from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
+from .similarity import CJK, Similarity, embedding_model_id, semantic_available
 
 # Between-region spread must exceed within-region spread (0 with a single run) by more than
 # this before a question is said to differ between regions.
@@ -42,6 +43,7 @@ CSV_COLUMNS = [
     "output",
     "error",
     "diff_text",
+    "framing",
 ]
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
@@ -207,6 +209,7 @@ def _compare_question(question, entries, regions, region_names, baseline, sim) -
             "regions": list(regions),
             "matrix": [[_rounded(v) for v in row] for row in matrix],
         },
+        "framing": question_framing(question.get("framing_terms"), entries, regions),
         "answers": entries,
     }
 
@@ -273,6 +276,8 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
         "baseline": baseline,
         "measure": measure,
         "differs_threshold": DIFFERS_THRESHOLD,
+        "rules_version": rules_version(),
+        "embedding_model": embedding_model_id() if measure == "semantic" else None,
         "regions": [{"id": r, "name": region_names.get(r, r)} for r in regions],
         "models": compared,
     }
@@ -321,5 +326,6 @@ def comparison_csv(comparison: dict) -> str:
                 row["output"] = _text_cell(answer["output"])
                 row["error"] = _text_cell(answer["error"])
                 row["diff_text"] = _text_cell(answer["diff_text"])
+                row["framing"] = _text_cell(csv_counts(question.get("framing"), answer))
                 writer.writerow(row)
     return buffer.getvalue()
