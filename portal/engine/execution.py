@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from .. import compare, providers
+from .. import compare, providers, receipts
 from ..compare import report
 from ..config import BeaconConfig
 from ..db import db
@@ -288,6 +288,7 @@ def _complete(answer: Answer, result: providers.ProviderResult) -> None:
     answer.prompt_tokens = result.prompt_tokens
     answer.completion_tokens = result.completion_tokens
     answer.classification = classify(answer)
+    answer.served_by = result.served_by or None
 
 
 def clean_output(text: str) -> str:
@@ -335,6 +336,8 @@ def _finish(ctx: _Context) -> None:
     execution.finished_at = utcnow()
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
+    # The receipt commits with the end itself: an ended execution always has one (SPEC 9).
+    receipts.record_end(ctx.execution_id)
     db.session.commit()
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()

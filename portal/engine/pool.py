@@ -29,6 +29,7 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import receipts
 from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
@@ -215,6 +216,7 @@ class Dispatcher:
             jobs.end_overdue()
             jobs.settle_orphans()
             db.session.commit()
+            receipts.issue_recent()
         started = 0
         waiting = waiting_by_region()
         db.session.commit()

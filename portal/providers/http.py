@@ -26,6 +26,7 @@ import gevent.monkey
 
 from ..config import Model, Region
 from . import http_pool, local
+from . import served_by as provenance
 from .common import (
     DETAIL_CHARS,
     DeadlineExceeded,
@@ -53,12 +54,12 @@ def call(
     start = time.monotonic()
     deadline = start + timeout_s
     if region.provider == "openai":
-        text, prompt_tokens, completion_tokens = _call_openai(
+        text, prompt_tokens, completion_tokens, said = _call_openai(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
     elif region.provider == "ollama":
-        text, prompt_tokens, completion_tokens = _call_ollama(
+        text, prompt_tokens, completion_tokens, said = _call_ollama(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
@@ -68,6 +69,7 @@ def call(
             region, path, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = Path(path).name
+        said = {"model": served_as}
     else:
         raise ProviderError(
             f"{region.id}: unknown provider kind {region.provider!r} (use openai, ollama or local)",
@@ -83,6 +85,7 @@ def call(
         latency_ms=round((time.monotonic() - start) * 1000),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        served_by=said,
     )
 
 
@@ -106,13 +109,13 @@ def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = dig(data, "choices", 0, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at choices[0].message.content")
     usage = dig(data, "usage")
     usage = usage if isinstance(usage, dict) else {}
-    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")), said
 
 
 def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
@@ -123,11 +126,11 @@ def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "stream": False,
         "options": {"temperature": temperature, "num_predict": max_tokens},
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = dig(data, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at message.content")
-    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count"))
+    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count")), said
 
 
 def _base_url(region: Region) -> str:
@@ -140,7 +143,7 @@ def _base_url(region: Region) -> str:
 
 
 def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout_s: float):
-    """Posts `payload` and returns the decoded JSON of a 2xx answer, else raises ProviderError."""
+    """Posts `payload`; returns a 2xx answer's JSON and served_by, else raises ProviderError."""
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     token = os.environ.get(region.api_key_env) if region.api_key_env else None
     if token:
@@ -148,7 +151,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     timed_out = f"{region.id}: no complete answer from {url} within {timeout_s:g} s"
     try:
         with _deadline_guard(deadline):
-            status, response_headers, body = _exchange(url, payload, headers, deadline)
+            status, response_headers, body, peer = _exchange(url, payload, headers, deadline)
     except (DeadlineExceeded, http_pool.DeadlineExceeded, TimeoutError):
         raise ProviderError(timed_out, transient=True) from None
     except http_pool.TooLarge:
@@ -172,7 +175,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     if not 200 <= status < 300:
         raise _http_error(region, url, status, response_headers, body)
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and UnicodeDecodeError; deep nesting hits recursion.
         raise ProviderError(
@@ -180,14 +183,16 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
             transient=False,
             status=status,
         ) from None
+    return data, provenance.describe(data, response_headers, peer)
 
 
 def _exchange(url: str, payload: dict, headers: dict, deadline: float):
-    """Returns (status, headers, body) over a kept-alive connection (http_pool.py)."""
+    """Returns (status, headers, body, peer IP) over a kept-alive connection (http_pool.py)."""
     body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
     headers = {**headers, "Content-Type": "application/json"}
     response = http_pool.post(url, body, headers, deadline, MAX_BODY_BYTES)
-    return response.status, response.headers, response.body
+    peer = str(response.peer[0]) if response.peer else None
+    return response.status, response.headers, response.body, peer
 
 
 @contextmanager

@@ -313,10 +313,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_huge()
         text = None if fault == "null-content" else owner.responder(model, prompt)
         answer = _openai_answer if kind == "openai" else _ollama_answer
-        data = json.dumps(answer(model, prompt, text)).encode()
+        doc = answer(model, prompt, text)
+        if kind == "openai":  # what hosts and routers say about themselves (served_by)
+            doc.update(system_fingerprint=f"fp-{owner.label}", provider=owner.label)
+        data = json.dumps(doc).encode()
         if fault == "drip":
             return self._send_drip(data)
-        return self._send_raw(200, data, "application/json")
+        request_id = {"X-Request-Id": f"req-{owner.label}-{time.time_ns()}"}
+        return self._send_raw(200, data, "application/json", request_id)
 
     def _send_json(self, status: int, data: dict, headers: dict | None = None) -> int:
         return self._send_raw(status, json.dumps(data).encode(), "application/json", headers)
