@@ -13,7 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import api, cli, findings_views, pages, params, ratelimit, settings, views_errors
+    from . import (
+        api,
+        cli,
+        findings_views,
+        pages,
+        params,
+        provenance_api,
+        provenance_pages,
+        ratelimit,
+        settings,
+        views_errors,
+    )
     from .db import db, migrate
 
     app = Flask(
@@ -39,6 +50,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
+    app.register_blueprint(provenance_api.bp)
+    app.register_blueprint(provenance_pages.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(findings_views.bp)
     app.register_blueprint(findings_views.api_bp)

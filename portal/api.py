@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, openapi, params, settings, summary
+from . import __version__, compare, intake, openapi, params, receipts, settings, summary
 from .compare import report
 from .db import db
 from .engine import jobs
@@ -134,6 +134,7 @@ def cancel_job(job_id: str):
     require_admin()
     job = jobs.cancel_job(find_job(job_id))
     db.session.commit()
+    receipts.issue_for_job(job.id)
     return jsonify(job=job.to_dict(with_executions=True))
 
 

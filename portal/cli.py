@@ -13,6 +13,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from . import settings, signing, trust
+from .provenance_cli import backfill_receipts_command
 
 beacon = AppGroup("beacon", help="Beacon portal commands.")
 # The demo waits this long past a job's deadline for the engine to record its end.
@@ -25,6 +26,7 @@ def register(app: Flask) -> None:
     from .recompare import recompare_command
 
     beacon.add_command(recompare_command)
+    beacon.add_command(backfill_receipts_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
     app.cli.add_command(beacon)

@@ -57,6 +57,8 @@ class Region:
     api_key_env: str | None = None
     max_concurrency: int | None = None
     model_path: str | None = None
+    # Provider calls started per period across every process, e.g. "60 per minute"; "" none.
+    rate_limit: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,8 +254,11 @@ class _Checker:
                 "max_concurrency": int,
                 "model_path": str,
                 "base_url_env": str,
+                "rate_limit": str,
             },
         )
+        if "rate_limit" in entry:
+            self.rate(f"{prefix}.rate_limit", entry["rate_limit"])
         provider = entry.get("provider")
         if provider not in PROVIDER_KINDS:
             self.fail(
@@ -283,6 +288,7 @@ class _Checker:
             api_key_env=entry.get("api_key_env"),
             max_concurrency=entry.get("max_concurrency"),
             model_path=entry.get("model_path"),
+            rate_limit=entry.get("rate_limit", "").strip(),
         )
 
     def model(self, key: str, entry: dict) -> Model:

@@ -143,7 +143,8 @@ class Execution(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed: the receipt sweep looks for recently ended executions (portal/receipts.py).
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="executions")
@@ -198,6 +199,8 @@ class Answer(db.Model):
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     classification: Mapped[str | None] = mapped_column(String(32))
+    # What the provider said about itself with this answer (portal/providers/served_by.py).
+    served_by: Mapped[dict | None] = mapped_column(JSON)
 
     execution: Mapped[Execution] = relationship(back_populates="answers")
     judgement: Mapped[Judgement | None] = relationship(back_populates="answer")
@@ -224,6 +227,7 @@ class Answer(db.Model):
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "classification": self.classification,
+            "served_by": self.served_by or {},
             "judgement": self.judgement_dict(),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import provenance_openapi
 from .openapi_schemas import (
     BOOL,
     INT,
@@ -292,9 +293,9 @@ def document(version: str) -> dict:
             "description": "Submit signed JobSpecs and compare how one model answers "
             'across regions. Errors: {"error": {"code", "message"}}.',
         },
-        "paths": paths(),
+        "paths": {**paths(), **provenance_openapi.PATHS},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS},
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer", "description": "BEACON_ADMIN_TOKEN"}
             },

@@ -118,6 +118,7 @@ SCHEMAS = {
             "prompt_tokens": nullable(INT),
             "completion_tokens": nullable(INT),
             "classification": nullable(STR),
+            "served_by": {"type": "object"},
             "judgement": {"oneOf": [ref("Judgement"), {"type": "null"}]},
         }
     ),

@@ -18,7 +18,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import answer_views, htmx, intake, params, settings, signing, summary
+from . import answer_views, htmx, intake, params, receipts, settings, signing, summary
 from .compare import report
 from .config import BeaconConfig
 from .db import db
@@ -215,6 +215,7 @@ def _job_action(job_id: str, action: str):
     else:
         jobs.retry_job(job, settings.current().config)
     db.session.commit()
+    receipts.issue_for_job(job.id)  # a cancel ends executions: their receipts (SPEC section 9)
     return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
 
 

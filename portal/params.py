@@ -27,6 +27,9 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "findings.cell_detail": ("baseline",),
     "findings.question_history": ("model_id", "region", "limit", "cursor"),
     "history_api.question_history_api": ("model_id", "region", "limit", "cursor"),
+    "provenance.get_inclusion_proof": ("index", "size"),
+    "provenance.get_consistency_proof": ("old", "new"),
+    "provenance.list_entries": ("start", "limit", "cursor"),
 }
 
 

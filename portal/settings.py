@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from . import instance, signing, trust
+from . import instance, signing, tlog, trust
 from .config import BeaconConfig, ConfigError, load_config
 
 ENV_NAMES = (
@@ -22,6 +22,7 @@ ENV_NAMES = (
     "BEACON_MAX_CONCURRENCY",
     "BEACON_ADMIN_TOKEN",
     "BEACON_SEMANTIC",
+    "BEACON_LOG_ORIGIN",
 )
 
 
@@ -37,6 +38,8 @@ class Settings:
     admin_token: str | None
     # Sentence embeddings when the `semantic` extra is installed, unless BEACON_SEMANTIC=0.
     semantic: bool = True
+    # The transparency log's origin line (SPEC section 9).
+    log_origin: str = ""
 
 
 def current() -> Settings:
@@ -76,6 +79,10 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     semantic = get("BEACON_SEMANTIC")
     if semantic not in (None, "0", "1"):
         raise ConfigError("environment", "BEACON_SEMANTIC", f"must be 0 or 1, not {semantic!r}")
+    try:
+        origin = tlog.check_origin(get("BEACON_LOG_ORIGIN") or tlog.default_origin())
+    except ValueError as exc:
+        raise ConfigError("environment", "BEACON_LOG_ORIGIN", str(exc)) from None
     return Settings(
         env,
         config,
@@ -84,6 +91,7 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         signing.public_key_b64(seed),
         get("BEACON_ADMIN_TOKEN"),
         semantic=semantic != "0",
+        log_origin=origin,
     )
 
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import bench_promptfoo  # noqa: E402  (beside this script)
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
@@ -52,7 +53,7 @@ from tests.support.specs import job_spec  # noqa: E402
 from tests.support.workers import clean_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
-SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool")
+SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool", "promptfoo")
 ENDED = JOB_ENDED
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LATENCY_S = 0.050
@@ -554,10 +555,16 @@ class Bench:
                     )
                     for p in provs:
                         p.latency_s = LATENCY_S
+                    cpu = self.figure(
+                        "efficiency_cpu", "portal CPU per answer, that job (worker /proc)", "ms"
+                    )
                     for run in range(s.runs):
                         for p in provs:
                             p.reset()
+                        cpu_before = bench_promptfoo.proc_cpu_s(server.worker_pid())
                         job = server.wait_for(server.submit(make_spec(models, regions, prompts(n))))
+                        spent = bench_promptfoo.proc_cpu_s(server.worker_pid()) - cpu_before
+                        cpu.values.append(round(spent / answers * 1000, 2))
                         seconds = job_seconds(job)
                         eff.values.append(round(ideal / seconds, 3))
                         wall.values.append(round(seconds, 2))
@@ -565,6 +572,8 @@ class Bench:
                         self.say(
                             f"efficiency run {run + 1}: {seconds:.2f} s, {ideal / seconds:.3f}"
                         )
+                if "promptfoo" in sections:
+                    self.promptfoo(provs, models, s.efficiency_questions)
                 if "overhead" in sections:
                     n = s.overhead_questions
                     answers = 3 * 3 * n
@@ -582,6 +591,36 @@ class Bench:
                         seconds = job_seconds(job)
                         rate.values.append(round(answers / seconds, 1))
                         self.say(f"overhead run {run + 1}: {answers / seconds:.0f} answers/s")
+
+    def promptfoo(self, provs: list[LoopbackProvider], models: list[str], n: int) -> None:
+        """Runs `promptfoo eval -j 9 --no-cache` on the same providers (at 50 ms) and questions."""
+        tool = bench_promptfoo.install()
+        if tool is None:
+            return
+        answers = len(provs) * len(models) * n
+        ideal = answers / POOL * LATENCY_S
+        config = bench_promptfoo.write_config(
+            self.workdir / "promptfooconfig.json",
+            [p.base_url_openai for p in provs],
+            models,
+            prompts(n),
+        )
+        wall = self.figure("promptfoo_wall", f"promptfoo eval -j {POOL}: wall time", "s")
+        eff = self.figure("promptfoo_efficiency", "promptfoo: efficiency (same ideal)", "ratio")
+        cpu = self.figure("promptfoo_cpu", "promptfoo: CPU per call (start-up included)", "ms")
+        for p in provs:
+            p.latency_s = LATENCY_S
+        for run in range(self.sizes.runs):
+            for p in provs:
+                p.reset()
+            result = bench_promptfoo.run(tool, config, self.workdir, POOL)
+            calls = sum(p.count() for p in provs)
+            if calls != answers:
+                raise RuntimeError(f"promptfoo made {calls} calls, expected {answers}")
+            wall.values.append(round(result.wall_s, 2))
+            eff.values.append(round(ideal / result.wall_s, 3))
+            cpu.values.append(round(result.cpu_s / calls * 1000, 2))
+            self.say(f"promptfoo run {run + 1}: {result.wall_s:.2f} s, {cpu.values[-1]} ms/call")
 
     def pool(self) -> None:
         """Runs 9 executions at 50 ms through a pool of 4 and records the calls in flight."""
@@ -836,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
             dbs = Databases(kind, workdir, args.postgres_url)
             bench = Bench(kind, dbs, workdir, sizes)
             try:
-                if sections & {"efficiency", "overhead"}:
+                if sections & {"efficiency", "overhead", "promptfoo"}:
                     bench.efficiency_and_overhead(sections)
                 if "pool" in sections:
                     bench.pool()

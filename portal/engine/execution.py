@@ -28,18 +28,23 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from .. import compare, providers
+from .. import compare, providers, receipts
 from ..compare import report
 from ..config import BeaconConfig
 from ..db import db
 from ..models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
 from . import jobs
+from .region_rate import RegionRates
 
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT_CHARS = 100_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
+_SLOT = object()
+RATE_WAIT = "waiting for a slot in the region's rate_limit"
+# A call waiting for its region's rate-limit slot looks at its job (cancel, deadline) this often.
+RATE_WAIT_STEP_S = 2.0
 
 
 # Built once: renewing runs before every write, and a plain table UPDATE skips both building
@@ -68,7 +73,14 @@ def renew(ids: list[int], owner: str, lease_s: float) -> int:
 class _Context:
     """What one execution needs: its ids, its region and model, and the limits."""
 
-    def __init__(self, execution: Execution, owner: str, config: BeaconConfig):
+    def __init__(
+        self,
+        execution: Execution,
+        owner: str,
+        config: BeaconConfig,
+        rates: RegionRates | None = None,
+    ):
+        self.rates = rates
         self.execution_id = execution.id
         self.job_id = execution.job_id
         self.owner = owner
@@ -86,13 +98,18 @@ class _Context:
         return renew([self.execution_id], self.owner, self.limits.lease_s) == 1
 
 
-def run_execution(execution_id: int, owner: str, config: BeaconConfig) -> None:
-    """Asks every unfinished question of one leased execution, in order, then ends it."""
+def run_execution(
+    execution_id: int, owner: str, config: BeaconConfig, rates: RegionRates | None = None
+) -> None:
+    """Asks every unfinished question of one leased execution, in order, then ends it.
+
+    `rates` holds the regions' rate limits (the process's dispatcher shares one); None sets none.
+    """
     execution = db.session.get(Execution, execution_id, populate_existing=True)
     if execution is None or execution.lease_owner != owner or execution.status != "running":
         db.session.rollback()
         return
-    ctx = _Context(execution, owner, config)
+    ctx = _Context(execution, owner, config, rates)
     now = utcnow()
     if not ctx.own():
         db.session.rollback()
@@ -159,6 +176,10 @@ def _call_and_record(
     ctx: _Context, answer_id: int, prompt: str, deadline: datetime | None
 ) -> bool | None:
     """Makes one provider call and stores its outcome; True to try again, None if lease lost."""
+    if ctx.rates is not None:
+        waited = _wait_for_slot(ctx, answer_id, deadline)
+        if waited is not _SLOT:
+            return waited
     timeout_s = ctx.limits.call_timeout_s
     if deadline is not None:
         timeout_s = min(timeout_s, max(0.1, (deadline - utcnow()).total_seconds()))
@@ -208,6 +229,40 @@ def _call_and_record(
     return False
 
 
+def _wait_for_slot(ctx: _Context, answer_id: int, deadline: datetime | None):
+    """Takes a slot in the region's rate limit, waiting for one (never past the deadline).
+
+    Returns _SLOT once a slot is taken, right before the call, so the provider sees the calls
+    as the limit spaced them. Otherwise it ends the answer without a call (the job was
+    cancelled, or no slot frees before the deadline), takes back the attempt counted for it and
+    returns what `_call_and_record` returns. It runs outside any transaction: on SQLite,
+    waiting on the storage while holding the write lock would stall every other writer.
+    """
+    while True:
+        wait = ctx.rates.take(ctx.region.id)
+        if wait <= 0:
+            return _SLOT
+        now = utcnow()
+        cancelled = jobs.job_state(ctx.job_id).cancel_requested_at is not None
+        db.session.commit()
+        if cancelled:
+            status, message = "cancelled", "cancelled before it was asked"
+        elif deadline is not None and now + timedelta(seconds=wait) >= deadline:
+            status, message = "failed", f"{jobs.DEADLINE_PASSED} ({RATE_WAIT})"
+        else:
+            gevent.sleep(min(wait, RATE_WAIT_STEP_S))
+            continue
+        if not ctx.own():
+            db.session.rollback()
+            return None
+        answer = db.session.get(Answer, answer_id, populate_existing=True)
+        if answer is not None and answer.status == "running":
+            answer.attempts -= 1  # counted before the call, which was never made
+            _end(answer, status, message)
+        db.session.commit()
+        return False
+
+
 def _backoff(attempts: int, retry_after: float | None) -> float:
     """Returns the wait before the next attempt: the provider's Retry-After, else exponential."""
     if retry_after is not None:
@@ -233,6 +288,7 @@ def _complete(answer: Answer, result: providers.ProviderResult) -> None:
     answer.prompt_tokens = result.prompt_tokens
     answer.completion_tokens = result.completion_tokens
     answer.classification = classify(answer)
+    answer.served_by = result.served_by or None
 
 
 def clean_output(text: str) -> str:
@@ -280,6 +336,8 @@ def _finish(ctx: _Context) -> None:
     execution.finished_at = utcnow()
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
+    # The receipt commits with the end itself: an ended execution always has one (SPEC 9).
+    receipts.record_end(ctx.execution_id)
     db.session.commit()
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()

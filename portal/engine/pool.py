@@ -5,13 +5,17 @@ UPDATE: `FOR UPDATE SKIP LOCKED` on PostgreSQL, one write statement under SQLite
 runs each in a bounded `gevent.pool.Pool` whose size is `max_concurrency`, renews the leases
 while they run and releases them when done. Running one execution is `execution.run_execution`:
 it asks its questions in order, one call at a time, so the pool bounds the provider calls in
-flight; a region's own `max_concurrency` caps how many of the pool's slots its executions may
-hold. A worker that dies leaves leases that expire; any dispatcher then takes those executions
-again and re-runs only their unfinished answers. See docs/architecture.md.
+flight. A region's own `max_concurrency` holds across every process sharing the database:
+`claim` leases no more of its executions than the cap leaves room for, counting the live leases
+of all processes under a per-region lock; its `rate_limit` is counted in shared storage
+(portal/engine/region_rate.py). A worker that dies leaves leases that expire; any dispatcher
+then takes those executions again and re-runs only their unfinished answers. See
+docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -22,10 +26,10 @@ import gevent
 import gevent.event
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import judge_dispatch
+from .. import judge_dispatch, receipts
 from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
@@ -36,6 +40,7 @@ from . import jobs
 from .execution import classify as classify
 from .execution import clean_output as clean_output
 from .execution import renew, run_execution
+from .region_rate import RegionRates
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,29 @@ def new_owner() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
+def _live(now: datetime):
+    """A lease some worker holds now: the execution counts against its region's cap."""
+    return and_(
+        Execution.status == "running",
+        Execution.lease_expires_at.is_not(None),
+        Execution.lease_expires_at >= now,
+    )
+
+
+def region_lock_key(region: str) -> int:
+    """Returns the PostgreSQL advisory-lock key of one region's claims (a signed 64-bit int)."""
+    digest = hashlib.sha256(f"beacon-region-claim:{region}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def live_in_region(region: str, now: datetime | None = None) -> int:
+    """Counts one region's executions under a live lease: its calls in flight, at most."""
+    now = now or utcnow()
+    return db.session.scalar(
+        select(func.count()).select_from(Execution).where(Execution.region == region, _live(now))
+    )
+
+
 def waiting_by_region(now: datetime | None = None) -> dict[str, int]:
     """Counts claimable executions (queued, or leased by a worker that stopped) per region."""
     now = now or utcnow()
@@ -57,28 +85,49 @@ def waiting_by_region(now: datetime | None = None) -> dict[str, int]:
     return {region: n for region, n in rows}
 
 
-def claim(region: str, limit: int, owner: str, lease_s: float, now=None) -> list[int]:
-    """Leases up to `limit` claimable executions of one region to `owner`; returns their ids."""
+def claim(
+    region: str, limit: int, owner: str, lease_s: float, now=None, cap: int | None = None
+) -> list[int]:
+    """Leases up to `limit` claimable executions of one region to `owner`; returns their ids.
+
+    With a `cap` (the region's max_concurrency) it also leaves the region's executions under a
+    live lease, in every process sharing the database, at or below the cap. The decision is
+    serialized per region: a transaction-scoped advisory lock on PostgreSQL, the write lock of
+    one statement on SQLite. The caller commits, which ends the lock.
+    """
     now = now or utcnow()
-    picked = (
-        select(Execution.id)
-        .where(Execution.region == region, claimable(now))
-        .order_by(Execution.id)
-        .limit(limit)
-    )
     lease = {
         "status": "running",
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease_s),
     }
+    picked = select(Execution.id).where(Execution.region == region, claimable(now))
+    picked = picked.order_by(Execution.id)
     if db.session.get_bind().dialect.name == "postgresql":
+        if cap is not None:
+            # Held until the commit: the next claimer of this region counts after our UPDATE.
+            db.session.execute(select(func.pg_advisory_xact_lock(region_lock_key(region))))
+            limit = min(limit, cap - live_in_region(region, now))
+            if limit <= 0:
+                return []
         # The rows stay locked until commit and SKIP LOCKED hands each to one claimer. (A
         # LIMIT subquery inside the UPDATE itself may be planned to lease more rows than asked.)
-        ids = list(db.session.scalars(picked.with_for_update(skip_locked=True)))
+        ids = list(db.session.scalars(picked.limit(limit).with_for_update(skip_locked=True)))
         if ids:
             db.session.execute(update(Execution).where(Execution.id.in_(ids)).values(**lease))
         return sorted(ids)
-    # SQLite: one statement picks and leases under the write lock, so nobody picks in between.
+    # SQLite: one statement counts, picks and leases under the write lock, so nobody picks in
+    # between; the cap's room is computed inside it.
+    if cap is not None:
+        live = (
+            select(func.count())
+            .select_from(Execution)
+            .where(Execution.region == region, _live(now))
+            .scalar_subquery()
+        )
+        picked = picked.limit(func.max(0, func.min(limit, cap - live)))
+    else:
+        picked = picked.limit(limit)
     stmt = (
         update(Execution)
         .where(Execution.id.in_(picked), claimable(now))
@@ -112,6 +161,10 @@ class Dispatcher:
             r.id: BoundedSemaphore(min(r.max_concurrency or limits.max_concurrency, self.pool.size))
             for r in self.config.regions.values()
         }
+        # A region's own cap holds across every process: claim() enforces it in the database,
+        # and so does its rate_limit, through the shared rate-limit storage.
+        self.caps = {r.id: r.max_concurrency for r in self.config.regions.values()}
+        self.rates = RegionRates(self.config.regions.values())
         self.running: set[int] = set()
         self._stopping = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
@@ -163,6 +216,7 @@ class Dispatcher:
             jobs.end_overdue()
             jobs.settle_orphans()
             db.session.commit()
+            receipts.issue_recent()
         started = 0
         waiting = waiting_by_region()
         db.session.commit()
@@ -171,7 +225,8 @@ class Dispatcher:
             free = min(self.pool.free_count(), slot.counter if slot else self.pool.free_count())
             if free <= 0 or count <= 0:
                 continue
-            ids = claim(region, min(free, count), self.owner, self.config.execution.lease_s)
+            lease_s = self.config.execution.lease_s
+            ids = claim(region, min(free, count), self.owner, lease_s, cap=self.caps.get(region))
             db.session.commit()
             for execution_id in ids:
                 if execution_id in self.running:
@@ -190,7 +245,7 @@ class Dispatcher:
         try:
             with self.app.app_context():
                 try:
-                    run_execution(execution_id, self.owner, self.config)
+                    run_execution(execution_id, self.owner, self.config, self.rates)
                 except SQLAlchemyError:
                     # The database failed us: the lease expires and the execution is taken again.
                     db.session.rollback()

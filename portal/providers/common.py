@@ -6,7 +6,7 @@ neither of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 DETAIL_CHARS = 300
@@ -22,6 +22,7 @@ class ProviderResult:
     latency_ms: int
     prompt_tokens: int | None
     completion_tokens: int | None
+    served_by: dict = field(default_factory=dict)  # portal/providers/served_by.py
 
 
 class ProviderError(Exception):

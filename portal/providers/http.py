@@ -10,23 +10,23 @@ executor whether a retry may help. The timeout bounds the whole call, body inclu
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import ssl
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from http.client import RemoteDisconnected
 from pathlib import Path
 
 import gevent
 import gevent.monkey
-import requests
-import urllib3.exceptions
 
 from ..config import Model, Region
-from . import local
+from . import http_pool, local
+from . import served_by as provenance
 from .common import (
     DETAIL_CHARS,
     DeadlineExceeded,
@@ -38,11 +38,6 @@ from .common import (
 )
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-_CHUNK_BYTES = 16384
-
-
-class _TooLarge(Exception):
-    """The response body passed MAX_BODY_BYTES."""
 
 
 def call(
@@ -59,12 +54,12 @@ def call(
     start = time.monotonic()
     deadline = start + timeout_s
     if region.provider == "openai":
-        text, prompt_tokens, completion_tokens = _call_openai(
+        text, prompt_tokens, completion_tokens, said = _call_openai(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
     elif region.provider == "ollama":
-        text, prompt_tokens, completion_tokens = _call_ollama(
+        text, prompt_tokens, completion_tokens, said = _call_ollama(
             region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
@@ -74,6 +69,7 @@ def call(
             region, path, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = Path(path).name
+        said = {"model": served_as}
     else:
         raise ProviderError(
             f"{region.id}: unknown provider kind {region.provider!r} (use openai, ollama or local)",
@@ -89,6 +85,7 @@ def call(
         latency_ms=round((time.monotonic() - start) * 1000),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        served_by=said,
     )
 
 
@@ -112,13 +109,13 @@ def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "max_tokens": max_tokens,
         "temperature": temperature,
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = dig(data, "choices", 0, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at choices[0].message.content")
     usage = dig(data, "usage")
     usage = usage if isinstance(usage, dict) else {}
-    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")), said
 
 
 def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
@@ -129,11 +126,11 @@ def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "stream": False,
         "options": {"temperature": temperature, "num_predict": max_tokens},
     }
-    data = _post_json(region, url, payload, deadline, timeout_s)
+    data, said = _post_json(region, url, payload, deadline, timeout_s)
     content = dig(data, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at message.content")
-    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count"))
+    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count")), said
 
 
 def _base_url(region: Region) -> str:
@@ -146,7 +143,7 @@ def _base_url(region: Region) -> str:
 
 
 def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout_s: float):
-    """Posts `payload` and returns the decoded JSON of a 2xx answer, else raises ProviderError."""
+    """Posts `payload`; returns a 2xx answer's JSON and served_by, else raises ProviderError."""
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     token = os.environ.get(region.api_key_env) if region.api_key_env else None
     if token:
@@ -154,36 +151,31 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     timed_out = f"{region.id}: no complete answer from {url} within {timeout_s:g} s"
     try:
         with _deadline_guard(deadline):
-            status, response_headers, body = _exchange(url, payload, headers, deadline)
-    except (DeadlineExceeded, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+            status, response_headers, body, peer = _exchange(url, payload, headers, deadline)
+    except (DeadlineExceeded, http_pool.DeadlineExceeded, TimeoutError):
         raise ProviderError(timed_out, transient=True) from None
-    except _TooLarge:
+    except http_pool.TooLarge:
         raise ProviderError(
             f"{region.id}: response too large from {url} (over {MAX_BODY_BYTES // 1048576} MiB)",
             transient=False,
         ) from None
-    except requests.exceptions.SSLError as exc:
+    except ssl.SSLError as exc:
         raise ProviderError(
-            f"{region.id}: TLS error talking to {url}: {clip(str(_innermost(exc)))}",
-            transient=False,
+            f"{region.id}: TLS error talking to {url}: {clip(str(exc))}", transient=False
         ) from None
-    except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise ProviderError(
             f"{region.id}: {_connection_problem(exc, url)}", transient=True
         ) from None
-    except requests.RequestException as exc:
+    except ValueError as exc:
         # Invalid URLs and the like: retrying cannot help.
         raise ProviderError(
             f"{region.id}: cannot call {url}: {clip(str(exc))}", transient=False
         ) from None
-    except OSError as exc:
-        raise ProviderError(
-            f"{region.id}: {_connection_problem(exc, url)}", transient=True
-        ) from None
     if not 200 <= status < 300:
         raise _http_error(region, url, status, response_headers, body)
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and UnicodeDecodeError; deep nesting hits recursion.
         raise ProviderError(
@@ -191,54 +183,16 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
             transient=False,
             status=status,
         ) from None
+    return data, provenance.describe(data, response_headers, peer)
 
 
 def _exchange(url: str, payload: dict, headers: dict, deadline: float):
-    """Returns (status, headers, body), reading the body in chunks against the deadline."""
-    remaining = _remaining(deadline)
-    with requests.Session() as session:
-        response = session.post(
-            url,
-            json=payload,
-            headers=headers,
-            timeout=(remaining, remaining),
-            stream=True,
-            allow_redirects=False,
-        )
-        with response:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                raise _TooLarge
-            body = bytearray()
-            while True:
-                # A socket timeout alone restarts on every byte; shrinking it to the remaining
-                # budget before each read keeps a slow drip inside the deadline.
-                _set_read_timeout(response, _remaining(deadline))
-                chunk = response.raw.read1(_CHUNK_BYTES)
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise _TooLarge
-            return response.status_code, response.headers, bytes(body)
-
-
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded
-    return left
-
-
-def _set_read_timeout(response: requests.Response, seconds: float) -> None:
-    # http.client drops the connection's `sock` once a response says "Connection: close", so
-    # the socket is reached through the response's own file when the connection has none.
-    sock = getattr(response.raw.connection, "sock", None)
-    if sock is None:
-        file = getattr(getattr(response.raw, "_fp", None), "fp", None)
-        sock = getattr(getattr(file, "raw", None), "_sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
+    """Returns (status, headers, body, peer IP) over a kept-alive connection (http_pool.py)."""
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    headers = {**headers, "Content-Type": "application/json"}
+    response = http_pool.post(url, body, headers, deadline, MAX_BODY_BYTES)
+    peer = str(response.peer[0]) if response.peer else None
+    return response.status, response.headers, response.body, peer
 
 
 @contextmanager
@@ -327,8 +281,9 @@ def _connection_problem(exc: BaseException, url: str) -> str:
             current,
             ConnectionResetError
             | BrokenPipeError
-            | RemoteDisconnected
-            | urllib3.exceptions.ProtocolError,
+            | http.client.RemoteDisconnected
+            | http.client.IncompleteRead
+            | http.client.BadStatusLine,
         ):
             return f"connection to {url} closed before a complete answer"
     return f"cannot connect to {url}: {clip(str(_innermost(exc)))}"

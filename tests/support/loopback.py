@@ -11,6 +11,7 @@ bodies, a null answer text) can be scripted per model or prompt. Run it as a pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -152,6 +153,7 @@ class LoopbackProvider:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.close_open_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -252,10 +254,34 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     provider: LoopbackProvider
 
+    def __init__(self, *args, **kwargs):
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def close_open_connections(self) -> None:
+        """Closes the kept-alive connections, as a stopped server's would be."""
+        with self.connections_lock:
+            for conn in list(self.open_connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "loopback-llm/1"
+    # Keep-alive, as real providers: a client may send its next call on the same connection.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self):
+        with self.server.connections_lock:
+            self.server.open_connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format, *args):  # noqa: A002 - signature set by the base class
         """Keeps request logs out of test and benchmark output."""
@@ -329,10 +355,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_huge()
         text = None if fault == "null-content" else owner.responder(model, prompt)
         answer = _openai_answer if kind == "openai" else _ollama_answer
-        data = json.dumps(answer(model, prompt, text)).encode()
+        doc = answer(model, prompt, text)
+        if kind == "openai":  # what hosts and routers say about themselves (served_by)
+            doc.update(system_fingerprint=f"fp-{owner.label}", provider=owner.label)
+        data = json.dumps(doc).encode()
         if fault == "drip":
             return self._send_drip(data)
-        return self._send_raw(200, data, "application/json")
+        request_id = {"X-Request-Id": f"req-{owner.label}-{time.time_ns()}"}
+        return self._send_raw(200, data, "application/json", request_id)
 
     def _send_json(self, status: int, data: dict, headers: dict | None = None) -> int:
         return self._send_raw(status, json.dumps(data).encode(), "application/json", headers)

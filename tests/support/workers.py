@@ -35,6 +35,7 @@ def write_config(
     base_urls: dict[str, str],
     *,
     region_caps: dict[str, int] | None = None,
+    region_rates: dict[str, str] | None = None,
     **execution,
 ) -> Path:
     """Writes a three-models configuration whose regions point at `base_urls`."""
@@ -57,6 +58,8 @@ def write_config(
         ]
         if region_caps and region in region_caps:
             lines.append(f"max_concurrency = {region_caps[region]}")
+        if region_rates and region in region_rates:
+            lines.append(f'rate_limit = "{region_rates[region]}"')
     for model_id, (name, served) in MODELS.items():
         lines += ["", f'[models."{model_id}"]', f'name = "{name}"', f'provider_model = "{served}"']
     path.write_text("\n".join(lines) + "\n", "utf-8")
