@@ -48,11 +48,12 @@ def receipt_refs(execution_ids: list[int]) -> dict[int, dict]:
         return {}
     id_column = next((table.c[k] for k in ("receipt_id", "id") if k in table.c), None)
     columns = [table.c.execution_id, table.c.log_index]
-    rows = db.session.execute(
-        select(*columns, *([id_column] if id_column is not None else [])).where(
-            table.c.execution_id.in_(execution_ids)
-        )
-    ).all()
+    query = select(*columns, *([id_column] if id_column is not None else [])).where(
+        table.c.execution_id.in_(execution_ids)
+    )
+    # A retried execution ends again and gets a new receipt: the latest one wins.
+    order = table.c.seq if "seq" in table.c else table.c.log_index
+    rows = db.session.execute(query.order_by(order)).all()
     return {
         row[0]: {"log_index": row[1], "receipt_id": row[2] if len(row) > 2 else None}
         for row in rows

@@ -155,6 +155,8 @@ def test_cell_page_answers_diff_framing_and_citation(finished):
     assert "&lt;b&gt;<mark>Martial law</mark>&lt;/b&gt;" in html
     citation = section(html, "citation")
     assert job["spec_hash"] in citation and "findings-job" in citation
+    # Receipts exist once executions end: the citation names each one and its log index.
+    assert len(re.findall(r"receipt \d+, log index \d+", citation)) == 6  # facts and quotation
     assert f"http://localhost{url}" in citation
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", citation)
     quotation = re.search(r'<pre id="citation-text"[^>]*>(.*?)</pre>', citation, re.S).group(1)
