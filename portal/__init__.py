@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import api, cli, pages, ratelimit, settings, views_errors
+    from . import api, cli, logs, ops, pages, ratelimit, regions, security, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -33,13 +33,19 @@ def create_app(test_config: dict | None = None) -> Flask:
         # -Proto, so client addresses (the rate limit's key) and https URLs are the real ones.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     intake_limits = app.extensions["beacon"].config.intake
-    app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(intake_limits.rate_limit)
+    app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
+        intake_limits.rate_limit, app.extensions["beacon"].rate_limit_storage
+    )
+    logs.init_app(app, app.extensions["beacon"].env)
+    security.init_app(app, app.extensions["beacon"].env)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(regions.bp)
     views_errors.register(app)
     cli.register(app)
     return app

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, openapi, reports, settings
+from . import __version__, compare, intake, jobs, openapi, regions, reports, settings
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts, with_answers
@@ -210,8 +210,9 @@ def list_models():
 
 @bp.get("/regions")
 def list_regions():
-    """Lists the configured regions, without their secrets."""
+    """Lists the configured regions, without their secrets, with their recent health."""
     config = settings.current().config
+    health = regions.region_health(config)
     items = [
         {
             "id": r.id,
@@ -220,6 +221,7 @@ def list_regions():
             "provider": r.provider,
             "max_concurrency": r.max_concurrency,
             "local": r.provider == "local",
+            "health": health[r.id],
         }
         for r in config.regions.values()
     ]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from . import signing, trust
+from . import ratelimit, signing, trust
 from .config import BeaconConfig, ConfigError, load_config
 
 ENV_NAMES = (
@@ -23,6 +23,7 @@ ENV_NAMES = (
     "BEACON_MAX_CONCURRENCY",
     "BEACON_ADMIN_TOKEN",
     "BEACON_SEMANTIC",
+    "BEACON_RATE_LIMIT_STORAGE",
 )
 
 
@@ -38,6 +39,8 @@ class Settings:
     admin_token: str | None
     # Sentence embeddings when the `semantic` extra is installed, unless BEACON_SEMANTIC=0.
     semantic: bool = True
+    # Where rate-limit counters live: a `limits` storage URI (portal/ratelimit.py).
+    rate_limit_storage: str = "memory://"
 
 
 def current() -> Settings:
@@ -60,7 +63,13 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     secret = get("SECRET_KEY")
     if secret is None:
         if env == "production":
-            raise ConfigError("environment", "SECRET_KEY", "required when BEACON_ENV=production")
+            raise ConfigError(
+                "environment",
+                "SECRET_KEY",
+                "is required when BEACON_ENV=production (sessions and CSRF tokens are signed "
+                "with it): set it to a long random string, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+            )
         secret = secrets.token_hex(32)
     app.config["SECRET_KEY"] = secret
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(get("DATABASE_URL"), app.instance_path)
@@ -76,6 +85,11 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     semantic = get("BEACON_SEMANTIC")
     if semantic not in (None, "0", "1"):
         raise ConfigError("environment", "BEACON_SEMANTIC", f"must be 0 or 1, not {semantic!r}")
+    storage = get("BEACON_RATE_LIMIT_STORAGE") or ratelimit.DEFAULT_STORAGE
+    try:
+        ratelimit.build_storage(storage)
+    except ValueError as exc:
+        raise ConfigError("environment", "BEACON_RATE_LIMIT_STORAGE", str(exc)) from None
     return Settings(
         env,
         config,
@@ -84,6 +98,7 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         signing.public_key_b64(seed),
         get("BEACON_ADMIN_TOKEN"),
         semantic=semantic != "0",
+        rate_limit_storage=storage,
     )
 
 
