@@ -95,9 +95,7 @@ def test_pages_have_no_inline_script_or_handler(client, job_id):
         if not response.content_type.startswith("text/html"):
             continue
         html = response.get_data(as_text=True)
-        assert "<script>" not in html and "<script " not in html.replace(
-            '<script src="', ""
-        ), kind
+        assert "<script>" not in html and "<script " not in html.replace('<script src="', ""), kind
         for handler in (" onclick=", " onload=", " onsubmit=", " onchange=", "javascript:"):
             assert handler not in html.lower(), (kind, handler)
 
