@@ -17,8 +17,27 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # default request timeout stays. The graceful timeout is how long in-flight provider calls may
 # take to finish after SIGTERM; the platform must wait at least this long before SIGKILL.
 graceful_timeout = int(os.environ.get("BEACON_GRACEFUL_TIMEOUT", "20"))
-# Production logs one JSON line per request from the app itself (portal/logs.py).
+# Production logs one JSON line per request from the app itself (portal/logs.py), and
+# gunicorn's own lines (boot, worker exit) as JSON too, so every line of the log parses.
 accesslog = None if os.environ.get("BEACON_ENV") == "production" else "-"
+if os.environ.get("BEACON_ENV") == "production":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        # The app puts its own JSON handler on the root logger in each worker (portal/logs.py).
+        "root": {"level": "INFO", "handlers": []},
+        "formatters": {"json": {"()": "portal.logs.JsonFormatter"}},
+        "handlers": {
+            "error_console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False}
+        },
+    }
 # The control socket is one path per user (~/.gunicorn/gunicorn.ctl), so two servers on one
 # machine would fight over it; nothing here uses gunicornc.
 control_socket_disable = True

@@ -66,7 +66,7 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
             raise ConfigError(
                 "environment",
                 "SECRET_KEY",
-                "is required when BEACON_ENV=production (sessions and CSRF tokens are signed "
+                "required when BEACON_ENV=production (sessions and CSRF tokens are signed "
                 "with it): set it to a long random string, e.g. the output of "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`",
             )
