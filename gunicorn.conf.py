@@ -70,9 +70,9 @@ def post_worker_init(worker):
     a watcher that drains it as soon as the worker is told to stop."""
     import gevent
 
-    from portal import fanout
+    from portal.engine import pool
 
-    dispatcher = fanout.start_dispatcher(worker.wsgi)
+    dispatcher = pool.start_dispatcher(worker.wsgi)
     worker.beacon_dispatcher = dispatcher
     if dispatcher is None:
         return

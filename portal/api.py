@@ -10,10 +10,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, openapi, regions, reports, settings
+from . import __version__, compare, intake, openapi, regions, settings
+from .compare import report
 from .db import db
+from .engine import jobs
+from .engine.jobs import find_job
 from .errors import ApiError
-from .models import Execution, Job, answer_counts, with_answers
+from .models import Execution, Job, answer_counts
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
@@ -43,19 +46,13 @@ def create_job():
     current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
     if not request.is_json:
         raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
-    ctx = intake_context()
+    ctx = intake.intake_context()
     job, created = intake.submit_jobspec(read_body(ctx.config.intake.max_body_bytes), ctx)
     doc = {"job": job.to_dict(with_executions=True), "idempotent": not created}
     response = jsonify(doc)
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
     return response
-
-
-def intake_context() -> intake.IntakeContext:
-    """Builds the intake context from the app's settings."""
-    s = settings.current()
-    return intake.IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
 
 
 def read_body(limit: int) -> bytes:
@@ -98,14 +95,14 @@ def get_job(job_id: str):
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
     job = find_job(job_id)
-    return jsonify(comparison=reports.job_comparison(job, request.args.get("baseline")))
+    return jsonify(comparison=report.job_comparison(job, request.args.get("baseline")))
 
 
 @bp.get("/jobs/<job_id>/comparison.csv")
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
     job = find_job(job_id)
-    text = compare.comparison_csv(reports.job_comparison(job, request.args.get("baseline")))
+    text = compare.comparison_csv(report.job_comparison(job, request.args.get("baseline")))
     return Response(
         text,
         mimetype="text/csv",
@@ -146,14 +143,6 @@ def require_admin() -> None:
         given_bytes, token.encode("utf-8", "surrogatepass")
     ):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
-
-
-def find_job(job_id: str) -> Job:
-    """Loads a job by id or raises 404 job_not_found."""
-    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-    return job
 
 
 @bp.get("/executions")

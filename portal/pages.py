@@ -7,7 +7,6 @@ comparison, so a page, its htmx fragment and the JSON API show the same facts.
 from __future__ import annotations
 
 import hmac
-import importlib
 import json
 from collections import defaultdict
 from datetime import datetime
@@ -20,9 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from . import htmx, intake, settings, signing
-from .api import find_job, intake_context
+from .compare import report
 from .config import BeaconConfig
 from .db import db
+from .engine import jobs
+from .engine.jobs import find_job
 from .errors import ApiError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
@@ -157,7 +158,7 @@ def create_job():
     if form.validate_on_submit():
         spec = signing.sign(form.job_spec(), settings.current().signing_seed)
         try:
-            job, _ = intake.submit_jobspec(json.dumps(spec), intake_context(), source="form")
+            job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
         except ApiError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
@@ -207,8 +208,6 @@ def _job_action(job_id: str, action: str):
     job = find_job(job_id)
     if settings.current().admin_token is None:
         abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
-    from . import jobs
-
     if action == "cancel":
         jobs.cancel_job(job)
     else:
@@ -303,14 +302,7 @@ def job_comparison(job: Job, baseline: str | None) -> dict | None:
     """Returns the cross-region comparison of an ended job; None while it runs."""
     if not job.ended:
         return None
-    try:
-        reports = importlib.import_module("portal.reports")
-    except ModuleNotFoundError:
-        # Without the cached report module, compare the serialized job directly.
-        from .compare import compare_job
-
-        return compare_job(job.to_dict(with_executions=True), baseline=baseline)
-    return reports.job_comparison(job, baseline)
+    return report.job_comparison(job, baseline)
 
 
 def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:

@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from .conftest import Signer
-from .live_server import ROOT, LiveServer, wait_until
+from .support.live_server import ROOT, LiveServer, wait_until
+from .support.workers import MODELS, PROVIDER_MODEL, REGIONS, clean_env, write_config
 from .test_deploy import procfile, shell_env, start_web
-from .workers import MODELS, PROVIDER_MODEL, REGIONS, clean_env, write_config
 
 ENDED = ("completed", "partial", "failed", "cancelled")
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.loopback import LoopbackProvider, default_responder
-
-from .live_server import ROOT, serving
+from .support.live_server import ROOT, serving
+from .support.loopback import LoopbackProvider, default_responder
 
 pytestmark = pytest.mark.browser
 

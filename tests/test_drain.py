@@ -15,12 +15,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
-from portal.loopback import LoopbackProvider
 from portal.settings import database_url as sqlalchemy_url
 
 from . import production as prod
-from .live_server import wait_until
-from .workers import REGIONS, Engine
+from .support.live_server import wait_until
+from .support.loopback import LoopbackProvider
+from .support.workers import REGIONS, Engine
 
 pytestmark = pytest.mark.slow
 

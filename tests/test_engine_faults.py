@@ -12,7 +12,7 @@ from portal.db import db
 from portal.models import Answer, Execution
 
 from .conftest import spec_3x3
-from .workers import (
+from .support.workers import (
     PROVIDER_MODEL,
     REGIONS,
     Engine,
@@ -229,7 +229,7 @@ def test_worker_killed_mid_job_is_replaced_without_asking_anything_twice(engine,
 
 
 def test_cancel_and_retry_need_the_admin_token(make_app, signer, tmp_path):
-    from .workers import write_config
+    from .support.workers import write_config
 
     config = write_config(tmp_path / "c.toml", dict.fromkeys(REGIONS, closed_port_url()))
     open_app = make_app(BEACON_CONFIG=str(config))

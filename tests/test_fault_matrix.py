@@ -26,11 +26,11 @@ import pytest
 from sqlalchemy import select
 
 from portal.db import db
-from portal.loopback import LoopbackProvider
 from portal.models import Answer, Execution, Job
 
 from .conftest import Signer, build_app, pg_test_url, reset_postgres, spec_3x3
-from .workers import (
+from .support.loopback import LoopbackProvider
+from .support.workers import (
     ENDED,
     PROVIDER_MODEL,
     REGIONS,

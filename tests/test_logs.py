@@ -13,10 +13,10 @@ import subprocess
 import requests
 
 from .conftest import THREE_REGIONS, spec_3x3
-from .live_server import ROOT, wait_until
 from .production import release, start, web_env
+from .support.live_server import ROOT, wait_until
+from .support.workers import REGIONS, Engine, clean_env
 from .test_deploy import free_port, procfile, shell_env
-from .workers import REGIONS, Engine, clean_env
 
 SECRET_KEY = "s3cret-key-" + os.urandom(12).hex()
 ADMIN_TOKEN = "admin-t0ken-" + os.urandom(12).hex()

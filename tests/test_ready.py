@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import build_app
-from .live_server import wait_until
 from .production import release
+from .support.live_server import wait_until
+from .support.workers import clean_env
 from .test_deploy import free_port
-from .workers import clean_env
 
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .conftest import spec_3x3
 from .html_check import assert_valid_page
-from .workers import Engine, submit, wait_for_job
+from .support.workers import Engine, submit, wait_for_job
 
 
 def test_region_health_after_a_job_with_one_failing_region(

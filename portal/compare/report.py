@@ -6,10 +6,12 @@ import logging
 
 from sqlalchemy import select
 
-from . import compare, settings
-from .db import db
-from .errors import ApiError
-from .models import Job, iso, with_answers
+from .. import settings
+from ..db import db
+from ..errors import ApiError
+from ..models import Job, iso, with_answers
+from .comparison import compare_job
+from .similarity import semantic_available
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +27,12 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
         )
     # Only an ended job's answers are final; the key changes when a retry ends it again.
     cacheable = job.ended and baseline in (None, job.regions[0])
-    semantic = settings.current().semantic and compare.semantic_available()
+    semantic = settings.current().semantic and semantic_available()
     key = {"finished_at": iso(job.finished_at), "semantic": semantic}
     cached = job.comparison_cache
     if cacheable and cached and cached.get("key") == key:
         return cached["doc"]
-    doc = compare.compare_job(
-        job.to_dict(with_executions=True), baseline=baseline, semantic=semantic
-    )
+    doc = compare_job(job.to_dict(with_executions=True), baseline=baseline, semantic=semantic)
     if cacheable:
         job.comparison_cache = {"key": key, "doc": doc}
         db.session.commit()

@@ -10,10 +10,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
 
-from .config import BeaconConfig
-from .db import db
-from .errors import ApiError
-from .models import ACTIVE, JOB_ENDED, Answer, Execution, Job, answer_counts, utcnow
+from ..config import BeaconConfig
+from ..db import db
+from ..errors import ApiError
+from ..models import (
+    ACTIVE,
+    JOB_ENDED,
+    Answer,
+    Execution,
+    Job,
+    answer_counts,
+    utcnow,
+    with_answers,
+)
 
 DEADLINE_PASSED = "job deadline passed"
 
@@ -24,6 +33,14 @@ def lock_job(job_id: str) -> None:
     # answer committed before it, so two executions finishing at once cannot overwrite each
     # other's view of the job.
     db.session.execute(update(Job).where(Job.id == job_id).values(status=Job.status))
+
+
+def find_job(job_id: str) -> Job:
+    """Loads a job with its executions and answers by id or raises 404 job_not_found."""
+    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    return job
 
 
 def load_job(job_id: str) -> Job | None:

@@ -25,16 +25,17 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import jobs, metrics
-from .config import BeaconConfig
-from .db import db
+from .. import metrics
+from ..config import BeaconConfig
+from ..db import db
+from ..models import Execution, utcnow
+from . import jobs
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
 # uses it too. classify and clean_output stay importable from here.
 from .execution import classify as classify
 from .execution import clean_output as clean_output
 from .execution import renew, run_execution
-from .models import Execution, utcnow
 
 log = logging.getLogger(__name__)
 

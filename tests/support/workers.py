@@ -11,10 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from portal.loopback import LoopbackProvider
 from portal.settings import ENV_NAMES
 
 from .live_server import Process, wait_until
+from .loopback import LoopbackProvider
 
 REGIONS = {
     "us-east": ("US East", "US_EAST_BASE_URL"),
