@@ -17,12 +17,12 @@ from .engine import jobs
 from .engine.jobs import find_job
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
+from .status import JOB_STATUSES, RUN_STATUSES
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 
-JOB_STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
-EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+EXECUTION_STATUSES = RUN_STATUSES
 MAX_LIMIT = 200
 MAX_ROW_ID = 2**63 - 1
 DIGITS = re.compile(r"[0-9]{1,18}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .status import JOB_STATUSES, RUN_STATUSES
+
 STR, INT, NUM, BOOL = (
     {"type": "string"},
     {"type": "integer"},
@@ -33,14 +35,8 @@ def listing(item: dict) -> dict:
     return obj({"items": {"type": "array", "items": item}, "next": nullable(STR)})
 
 
-STATUS_ANSWER = {
-    "type": "string",
-    "enum": ["queued", "running", "completed", "failed", "cancelled"],
-}
-STATUS_JOB = {
-    "type": "string",
-    "enum": ["queued", "running", "completed", "partial", "failed", "cancelled"],
-}
+STATUS_ANSWER = {"type": "string", "enum": list(RUN_STATUSES)}
+STATUS_JOB = {"type": "string", "enum": list(JOB_STATUSES)}
 
 SCHEMAS = {
     "Error": obj(
@@ -92,9 +88,7 @@ SCHEMAS = {
         },
         ["id", "job_id", "model_id", "model_name", "region", "status"],
     ),
-    "Counts": obj(
-        {k: INT for k in ("total", "queued", "running", "completed", "failed", "cancelled")}
-    ),
+    "Counts": obj({k: INT for k in ("total", *RUN_STATUSES)}),
     "Job": obj(
         {
             "id": STR,

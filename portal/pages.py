@@ -27,18 +27,19 @@ from .engine.jobs import find_job
 from .errors import ApiError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
+from .status import FINISHED, JobStatus, is_classified
 
 bp = Blueprint("pages", __name__)
 csrf = CSRFProtect()
 PAGE_SIZE = 20
 FOLD_CHARS = 600
 STATUS_MARKS = {
-    "queued": "…",
-    "running": "◔",
-    "completed": "✓",
-    "partial": "◐",
-    "failed": "✗",
-    "cancelled": "■",
+    JobStatus.QUEUED: "…",
+    JobStatus.RUNNING: "◔",
+    JobStatus.COMPLETED: "✓",
+    JobStatus.PARTIAL: "◐",
+    JobStatus.FAILED: "✗",
+    JobStatus.CANCELLED: "■",
 }
 # Intake refusals are shown next to the form field they concern.
 FIELD_OF = {
@@ -281,7 +282,7 @@ def _safe_next(raw: str | None) -> str:
 def progress(counts: dict) -> dict:
     """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
     total = counts.get("total", 0)
-    done = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    done = sum(counts.get(s, 0) for s in FINISHED)
     return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
 
 
@@ -385,6 +386,6 @@ def _outputs_differ(cells: list[dict]) -> bool:
         (a["status"], (a["output"] or "").strip())
         for cell in cells
         for a in cell["answers"]
-        if a["status"] in ("completed", "failed")
+        if is_classified(a["status"])
     }
     return len(outputs) > 1

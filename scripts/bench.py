@@ -46,11 +46,12 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from portal import signing  # noqa: E402
 from portal.settings import ENV_NAMES, database_url  # noqa: E402
+from portal.status import JOB_ENDED  # noqa: E402
 from tests.support.loopback import LoopbackProvider  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool")
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LATENCY_S = 0.050
 POOL = 9

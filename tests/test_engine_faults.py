@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from portal.db import db
 from portal.models import Answer, Execution
+from portal.status import RunStatus
 
 from .conftest import spec_3x3
 from .support.workers import (
@@ -139,14 +140,14 @@ def test_cancel_mid_job_stops_queued_work(engine, make_app, signer):
     time.sleep(1.0)
     assert get_job(client, job_id)["status"] == "cancelled"
     answers = [a for e in job["executions"] for a in e["answers"]]
-    assert {a["status"] for a in answers} <= {"completed", "cancelled"}
+    assert {a["status"] for a in answers} <= {RunStatus.COMPLETED, RunStatus.CANCELLED}
     asked = [a for a in answers if a["attempts"] > 0]
     assert slow.count() == len(asked) == len([a for a in answers if a["status"] == "completed"])
     assert len(answers) - len(asked) >= 20
     # At most the one call already in flight (pool of 1) may start after the cancel returned.
     late = [c for c in slow.calls if c["started"] > cancelled_at]
     assert len(late) <= 1
-    assert all(e["status"] in ("cancelled", "completed") for e in job["executions"])
+    assert all(e["status"] in {RunStatus.CANCELLED, RunStatus.COMPLETED} for e in job["executions"])
 
 
 def test_retry_asks_only_the_failed_answers_again(engine, make_app, signer):

@@ -15,6 +15,7 @@ import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
+from ..status import is_classified
 from .classifier import classify_detail
 from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
 from .similarity import CJK, Similarity, semantic_available
@@ -128,7 +129,7 @@ def _answer_entry(answer: dict) -> dict:
     status = answer.get("status")
     output = answer.get("output")
     classification = rule = None
-    if status in ("completed", "failed"):
+    if is_classified(status):
         classification, rule = classify_detail(
             output, status=status, error=answer.get("error"), prompt=answer.get("prompt") or ""
         )

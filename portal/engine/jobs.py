@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import exists, select, update
 
 from ..config import BeaconConfig
 from ..db import db
@@ -20,6 +20,8 @@ from ..models import (
     Execution,
     Job,
     answer_counts,
+    claimable,
+    has_active_executions,
     utcnow,
     with_answers,
 )
@@ -66,14 +68,7 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     job = load_job(job_id)
     if job is None:
         return None
-    still_active = db.session.scalar(
-        select(
-            exists().where(
-                Execution.job_id == job_id,
-                Execution.status.in_(ACTIVE),
-            )
-        )
-    )
+    still_active = has_active_executions(job_id)
     counts = answer_counts([job.pk])[job.pk]
     if still_active or counts["queued"] or counts["running"]:
         return job.status
@@ -134,7 +129,7 @@ def cancel_job(job: Job, now: datetime | None = None) -> Job:
 def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> int:
     """Queues a job's failed answers (and their executions) again; returns how many."""
     now = now or utcnow()
-    if not job.ended or _has_active(job.id):
+    if not job.ended or has_active_executions(job.id):
         raise ApiError(
             409,
             "job_not_ended",
@@ -191,14 +186,6 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
     return result.rowcount
 
 
-def _has_active(job_id: str) -> bool:
-    return bool(
-        db.session.scalar(
-            select(exists().where(Execution.job_id == job_id, Execution.status.in_(ACTIVE)))
-        )
-    )
-
-
 def end_overdue(now: datetime | None = None) -> list[str]:
     """Fails the unleased work of jobs past their deadline and ends those jobs; returns ids."""
     now = now or utcnow()
@@ -208,16 +195,7 @@ def end_overdue(now: datetime | None = None) -> list[str]:
     for job_id in overdue:
         lock_job(job_id)
         # A live lease means a worker is still on it; that worker sees the deadline itself.
-        unleased = select(Execution.id).where(
-            Execution.job_id == job_id,
-            or_(
-                Execution.status == "queued",
-                and_(
-                    Execution.status == "running",
-                    or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-                ),
-            ),
-        )
+        unleased = select(Execution.id).where(Execution.job_id == job_id, claimable(now))
         ids = list(db.session.scalars(unleased))
         if ids:
             db.session.execute(

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from portal.settings import ENV_NAMES
+from portal.status import JOB_ENDED
 
 from .live_server import Process, wait_until
 from .loopback import LoopbackProvider
@@ -145,7 +146,7 @@ def get_job(client, job_id: str) -> dict:
     return response.json["job"]
 
 
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 
 
 def wait_for_job(client, job_id: str, timeout: float = 60.0, engine: Engine | None = None):
