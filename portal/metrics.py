@@ -31,9 +31,9 @@ from sqlalchemy import func, select
 
 from .db import db
 from .models import Answer, Execution, Job
+from .status import JOB_STATUSES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-JOB_STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
 # Provider calls run from well under a second (a warm small model) to minutes (a cold start).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

@@ -19,6 +19,7 @@ from . import settings
 from .config import BeaconConfig
 from .db import db
 from .models import Answer, Execution, utcnow
+from .status import CLASSIFIED, RunStatus
 
 bp = Blueprint("regions", __name__)
 WINDOW = timedelta(hours=1)
@@ -26,6 +27,11 @@ WINDOW = timedelta(hours=1)
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _empty() -> dict:
+    """Counts of one region's ended calls by status, and its completed calls' latencies."""
+    return {**dict.fromkeys(CLASSIFIED, 0), "latencies": []}
 
 
 def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str, dict]:
@@ -38,22 +44,20 @@ def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str
         .where(
             Answer.finished_at >= since,
             Answer.attempts > 0,
-            Answer.status.in_(("completed", "failed")),
+            Answer.status.in_(CLASSIFIED),
         )
     )
-    calls: dict[str, dict] = {
-        r: {"completed": 0, "failed": 0, "latencies": []} for r in config.regions
-    }
+    calls: dict[str, dict] = {r: _empty() for r in config.regions}
     for region, status, latency in db.session.execute(ended):
-        entry = calls.setdefault(region, {"completed": 0, "failed": 0, "latencies": []})
+        entry = calls.setdefault(region, _empty())
         entry[status] += 1
-        if status == "completed" and latency is not None:
+        if status == RunStatus.COMPLETED and latency is not None:
             entry["latencies"].append(latency)
     last_success = dict(
         db.session.execute(
             select(Execution.region, func.max(Answer.finished_at))
             .join(Execution, Answer.execution_id == Execution.id)
-            .where(Answer.status == "completed")
+            .where(Answer.status == RunStatus.COMPLETED)
             .group_by(Execution.region)
         ).all()
     )

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from portal.status import JOB_ENDED
+
 from .conftest import Signer
 from .support.live_server import ROOT, LiveServer, wait_until
 from .support.workers import MODELS, PROVIDER_MODEL, REGIONS, clean_env, write_config
 from .test_deploy import procfile, shell_env, start_web
 
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 
 
 def require_postgres(database_url: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.status import ACTIVE
+from portal.status import ACTIVE, JOB_ENDED
 
 from .support.live_server import ROOT, serving
 from .support.loopback import LoopbackProvider, default_responder
@@ -56,10 +56,7 @@ QUESTIONS = ["identity_basic", "tiananmen_neutral", "geography_basic"]
 XSS = "<script>alert(1)</script>"
 JOB_TIMEOUT_MS = 90_000
 # Waits are CSS selectors: the CSP forbids the string evaluation wait_for_function relies on.
-ENDED_SELECTOR = ", ".join(
-    f'#job-live[data-status="{status}"]'
-    for status in ("completed", "partial", "failed", "cancelled")
-)
+ENDED_SELECTOR = ", ".join(f'#job-live[data-status="{status}"]' for status in JOB_ENDED)
 
 if not CHROMIUM.exists():
     pytest.skip(

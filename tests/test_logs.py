@@ -12,6 +12,8 @@ import subprocess
 
 import requests
 
+from portal.status import RunStatus
+
 from .conftest import THREE_REGIONS, spec_3x3
 from .production import release, start, web_env
 from .support.live_server import ROOT, wait_until
@@ -149,6 +151,6 @@ def test_production_logs_are_json_lines_without_secrets(tmp_path, database_url, 
         completed = {(r["model"], r["region"]) for r in states if r["status"] == "completed"}
         assert len(completed) == 9
         assert {r["job"] for r in states} == {job_id}
-        assert {r["status"] for r in states} == {"running", "completed"}
+        assert {r["status"] for r in states} == {RunStatus.RUNNING, RunStatus.COMPLETED}
     finally:
         engine.close()
