@@ -101,7 +101,7 @@ def test_pages_have_no_inline_script_or_handler(client, job_id):
 
 
 def test_hsts_in_production_over_https_only(make_app):
-    app = make_app(BEACON_ENV="production", TESTING=False)
+    app = make_app(BEACON_ENV="production")
     client = app.test_client()
     plain = client.get("/health")
     assert "Strict-Transport-Security" not in plain.headers

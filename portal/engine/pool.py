@@ -25,7 +25,7 @@ from gevent.pool import Pool
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import metrics
+from .. import logs, metrics
 from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
@@ -93,10 +93,15 @@ def release(owner: str, ids: list[int] | None = None) -> int:
     stmt = update(Execution).where(Execution.lease_owner == owner, Execution.status == "running")
     if ids is not None:
         stmt = stmt.where(Execution.id.in_(ids))
-    result = db.session.execute(
-        stmt.values(status="queued", lease_owner=None, lease_expires_at=None)
-    )
-    return result.rowcount
+    rows = db.session.execute(
+        stmt.values(status="queued", lease_owner=None, lease_expires_at=None).returning(
+            Execution.id, Execution.job_id, Execution.model_id, Execution.region
+        )
+    ).all()
+    for execution_id, job_id, model, region in rows:
+        labels = {"execution": execution_id, "job": job_id, "model": model, "region": region}
+        logs.execution_state(labels, "queued")
+    return len(rows)
 
 
 def lapsed(region: str, now: datetime | None = None) -> set[int]:
