@@ -17,11 +17,15 @@ def create_app(test_config: dict | None = None) -> Flask:
         api,
         cli,
         findings_views,
+        logs,
+        ops,
         pages,
         params,
         provenance_api,
         provenance_pages,
         ratelimit,
+        regions,
+        security,
         settings,
         views_errors,
     )
@@ -44,7 +48,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         # -Proto, so client addresses (the rate limit's key) and https URLs are the real ones.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     intake_limits = app.extensions["beacon"].config.intake
-    app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(intake_limits.rate_limit)
+    app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
+        intake_limits.rate_limit, app.extensions["beacon"].rate_limit_storage
+    )
+    logs.init_app(app, app.extensions["beacon"].env)
+    security.init_app(app, app.extensions["beacon"].env)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
@@ -55,6 +63,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(findings_views.bp)
     app.register_blueprint(findings_views.api_bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(regions.bp)
     views_errors.register(app)
     params.register(app)
     cli.register(app)

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, openapi, params, receipts, settings, summary
+from . import __version__, compare, intake, openapi, params, receipts, regions, settings, summary
 from .compare import report
 from .db import db
 from .engine import jobs
@@ -220,8 +220,9 @@ def list_models():
 
 @bp.get("/regions")
 def list_regions():
-    """Lists the configured regions, without their secrets."""
+    """Lists the configured regions, without their secrets, with their recent health."""
     config = settings.current().config
+    health = regions.region_health(config)
     items = [
         {
             "id": r.id,
@@ -230,6 +231,7 @@ def list_regions():
             "provider": r.provider,
             "max_concurrency": r.max_concurrency,
             "local": r.provider == "local",
+            "health": health[r.id],
         }
         for r in config.regions.values()
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -200,7 +201,11 @@ def worker_command():
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stopped.set)
     stopped.wait()
-    dispatcher.stop()
+    # SIGTERM drains: calls in flight finish (within the graceful timeout) and store their
+    # answers, the rest goes back to the queue. Keep the platform's kill delay longer.
+    graceful = float(os.environ.get("BEACON_GRACEFUL_TIMEOUT", "20"))
+    click.echo(f"worker {dispatcher.owner}: draining (up to {graceful:g} s)", err=True)
+    dispatcher.stop(timeout=max(0.0, graceful - 3.0))
     click.echo(f"worker {dispatcher.owner}: stopped", err=True)
 
 

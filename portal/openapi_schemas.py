@@ -208,6 +208,12 @@ SCHEMAS = {
             "provider": {"type": "string", "enum": list(PROVIDER_KINDS)},
             "max_concurrency": nullable(INT),
             "local": BOOL,
+            "health": obj(
+                dict(status={"type": "string", "enum": ["ok", "degraded", "failing", "idle"]})
+                | dict.fromkeys(("window_s", "calls", "failed"), INT)
+                | {"error_rate": nullable(NUM), "p50_latency_ms": nullable(INT)}
+                | {"last_success_at": TIME}
+            ),
         }
     ),
     "Question": obj(

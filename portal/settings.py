@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from . import instance, signing, tlog, trust
+from . import instance, ratelimit, signing, tlog, trust
 from .config import BeaconConfig, ConfigError, load_config
 
 ENV_NAMES = (
@@ -23,6 +23,7 @@ ENV_NAMES = (
     "BEACON_ADMIN_TOKEN",
     "BEACON_SEMANTIC",
     "BEACON_LOG_ORIGIN",
+    "BEACON_RATE_LIMIT_STORAGE",
 )
 
 
@@ -40,6 +41,8 @@ class Settings:
     semantic: bool = True
     # The transparency log's origin line (SPEC section 9).
     log_origin: str = ""
+    # Where rate-limit counters live: a `limits` storage URI (portal/ratelimit.py).
+    rate_limit_storage: str = "memory://"
 
 
 def current() -> Settings:
@@ -62,7 +65,13 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     secret = get("SECRET_KEY")
     if secret is None:
         if env == "production":
-            raise ConfigError("environment", "SECRET_KEY", "required when BEACON_ENV=production")
+            raise ConfigError(
+                "environment",
+                "SECRET_KEY",
+                "required when BEACON_ENV=production (sessions and CSRF tokens are signed "
+                "with it): set it to a long random string, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`",
+            )
         # Kept in the instance folder, so every worker and every restart sign sessions alike.
         secret = instance.secret_key(Path(app.instance_path))
     app.config["SECRET_KEY"] = secret
@@ -83,6 +92,11 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         origin = tlog.check_origin(get("BEACON_LOG_ORIGIN") or tlog.default_origin())
     except ValueError as exc:
         raise ConfigError("environment", "BEACON_LOG_ORIGIN", str(exc)) from None
+    storage = get("BEACON_RATE_LIMIT_STORAGE") or ratelimit.DEFAULT_STORAGE
+    try:
+        ratelimit.build_storage(storage)
+    except ValueError as exc:
+        raise ConfigError("environment", "BEACON_RATE_LIMIT_STORAGE", str(exc)) from None
     return Settings(
         env,
         config,
@@ -92,6 +106,7 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         get("BEACON_ADMIN_TOKEN"),
         semantic=semantic != "0",
         log_origin=origin,
+        rate_limit_storage=storage,
     )
 
 

@@ -43,7 +43,7 @@ def register(app: Flask) -> None:
 
 def wants_json() -> bool:
     """True for API paths, whose errors are always JSON."""
-    return request.path.startswith("/api/") or request.path == "/health"
+    return request.path.startswith("/api/") or request.path in ("/health", "/ready")
 
 
 def handle_api_error(exc: DomainError):

@@ -108,6 +108,8 @@ def test_procfile_lines():
     )
     assert "--preload" not in lines["web"]
     assert lines["release"] == "flask --app wsgi db upgrade"
+    # A dispatcher-only process, for deployments that scale workers apart from the web.
+    assert lines["worker"] == "flask --app wsgi beacon worker"
 
 
 @pytest.mark.slow

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from .. import compare, providers, receipts
+from .. import compare, logs, metrics, providers, receipts
 from ..compare import report
 from ..config import BeaconConfig
 from ..db import db
@@ -79,11 +80,20 @@ class _Context:
         owner: str,
         config: BeaconConfig,
         rates: RegionRates | None = None,
+        stopping: Callable[[], bool] | None = None,
     ):
         self.rates = rates
         self.execution_id = execution.id
         self.job_id = execution.job_id
         self.owner = owner
+        self.labels = {
+            "execution": execution.id,
+            "job": execution.job_id,
+            "model": execution.model_id,
+            "region": execution.region,
+        }
+        # True once the worker drains (SIGTERM): no new call starts, the execution is handed back.
+        self.stopping = stopping or (lambda: False)
         self.limits = config.execution
         self.region = config.regions.get(execution.region)
         self.model = config.models.get(execution.model_id)
@@ -99,24 +109,31 @@ class _Context:
 
 
 def run_execution(
-    execution_id: int, owner: str, config: BeaconConfig, rates: RegionRates | None = None
-) -> None:
+    execution_id: int,
+    owner: str,
+    config: BeaconConfig,
+    rates: RegionRates | None = None,
+    stopping: Callable[[], bool] | None = None,
+) -> bool:
     """Asks every unfinished question of one leased execution, in order, then ends it.
 
     `rates` holds the regions' rate limits (the process's dispatcher shares one); None sets none.
+    Returns False when it stopped before the end: the lease was lost, or `stopping()` turned
+    true between two calls (the worker is draining) and the execution is left to be handed back.
     """
     execution = db.session.get(Execution, execution_id, populate_existing=True)
     if execution is None or execution.lease_owner != owner or execution.status != "running":
         db.session.rollback()
-        return
-    ctx = _Context(execution, owner, config, rates)
+        return False
+    ctx = _Context(execution, owner, config, rates, stopping)
     now = utcnow()
     if not ctx.own():
         db.session.rollback()
-        return
+        return False
     execution.started_at = execution.started_at or now
     jobs.mark_started(ctx.job_id, now)
     db.session.commit()
+    logs.execution_state(ctx.labels, "running")
     unfinished = db.session.scalars(
         select(Answer.id)
         .where(Answer.execution_id == execution_id, Answer.status.in_(ACTIVE))
@@ -124,14 +141,20 @@ def run_execution(
     ).all()
     db.session.commit()
     for answer_id in unfinished:
-        if not _ask(ctx, answer_id):
+        done = _ask(ctx, answer_id) if not ctx.stopping() else None
+        if done is None:
+            log.info("execution %d: the worker is stopping; handing it back", execution_id)
+            return False
+        if not done:
             log.warning("execution %d: lease lost, leaving it to its new owner", execution_id)
-            return
+            return False
     _finish(ctx)
+    return True
 
 
-def _ask(ctx: _Context, answer_id: int) -> bool:
-    """Asks one question until it ends; False when the lease was lost on the way."""
+def _ask(ctx: _Context, answer_id: int) -> bool | None:
+    """Asks one question until it ends; False when the lease was lost on the way, None when
+    the worker began stopping before a retry."""
     while True:
         if not ctx.own():
             db.session.rollback()
@@ -166,6 +189,9 @@ def _ask(ctx: _Context, answer_id: int) -> bool:
             if again is None:
                 return False
             if again:
+                if ctx.stopping():
+                    return None
+                metrics.RETRIES.labels(ctx.labels["model"], ctx.labels["region"]).inc()
                 continue
             return True
         db.session.commit()
@@ -190,6 +216,7 @@ def _call_and_record(
     except providers.ProviderError as exc:
         error = exc
     finished = utcnow()
+    metrics.observe_call(ctx.labels, (finished - started).total_seconds(), error is None)
 
     if not ctx.own():
         db.session.rollback()
@@ -339,6 +366,7 @@ def _finish(ctx: _Context) -> None:
     # The receipt commits with the end itself: an ended execution always has one (SPEC 9).
     receipts.record_end(ctx.execution_id)
     db.session.commit()
+    logs.execution_state(ctx.labels, execution.status)
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
     if status in JOB_ENDED:

@@ -29,7 +29,7 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import judge_dispatch, receipts
+from .. import judge_dispatch, logs, metrics, receipts
 from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
@@ -137,14 +137,34 @@ def claim(
     return sorted(db.session.scalars(stmt).all())
 
 
-def release(owner: str) -> int:
-    """Hands the executions `owner` is running back to the queue, for a clean shutdown."""
-    result = db.session.execute(
-        update(Execution)
-        .where(Execution.lease_owner == owner, Execution.status == "running")
-        .values(status="queued", lease_owner=None, lease_expires_at=None)
+def release(owner: str, ids: list[int] | None = None) -> int:
+    """Hands the executions `owner` is running (or those of them in `ids`) back to the queue."""
+    stmt = update(Execution).where(Execution.lease_owner == owner, Execution.status == "running")
+    if ids is not None:
+        stmt = stmt.where(Execution.id.in_(ids))
+    rows = db.session.execute(
+        stmt.values(status="queued", lease_owner=None, lease_expires_at=None).returning(
+            Execution.id, Execution.job_id, Execution.model_id, Execution.region
+        )
+    ).all()
+    for execution_id, job_id, model, region in rows:
+        labels = {"execution": execution_id, "job": job_id, "model": model, "region": region}
+        logs.execution_state(labels, "queued")
+    return len(rows)
+
+
+def lapsed(region: str, now: datetime | None = None) -> set[int]:
+    """Returns the region's executions whose worker stopped renewing their lease."""
+    now = now or utcnow()
+    return set(
+        db.session.scalars(
+            select(Execution.id).where(
+                Execution.region == region,
+                Execution.status == "running",
+                Execution.lease_expires_at < now,
+            )
+        )
     )
-    return result.rowcount
 
 
 class Dispatcher:
@@ -164,8 +184,11 @@ class Dispatcher:
         # A region's own cap holds across every process: claim() enforces it in the database,
         # and so does its rate_limit, through the shared rate-limit storage.
         self.caps = {r.id: r.max_concurrency for r in self.config.regions.values()}
-        self.rates = RegionRates(self.config.regions.values())
+        storage = app.extensions["beacon"].rate_limit_storage
+        self.rates = RegionRates(self.config.regions.values(), storage)
         self.running: set[int] = set()
+        # Draining: no more claims and no new calls; the heartbeat goes on until `_stopping`.
+        self._draining = gevent.event.Event()
         self._stopping = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
         self._last_sweep = 0.0
@@ -176,11 +199,25 @@ class Dispatcher:
         log.info("dispatcher %s started, pool %d", self.owner, self.pool.size)
         return self
 
+    def drain(self) -> None:
+        """Stops claiming and starting calls; the calls in flight go on and store their answers."""
+        if not self._draining.is_set():
+            log.info("dispatcher %s draining: %d executions running", self.owner, len(self.running))
+        self._draining.set()
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Stops claiming, stops running executions and hands their leases back."""
+        """Drains, waits up to `timeout` s for the calls in flight, then hands back the rest."""
+        self.drain()
+        if not self.pool.join(timeout=max(0.0, timeout)):
+            log.warning(
+                "dispatcher %s: %d executions still running after %.0f s; stopping them",
+                self.owner,
+                len(self.running),
+                timeout,
+            )
         self._stopping.set()
-        gevent.killall(self._greenlets, timeout=timeout)
-        self.pool.kill(timeout=timeout)
+        gevent.killall(self._greenlets, timeout=2.0)
+        self.pool.kill(timeout=2.0)
         with self.app.app_context():
             try:
                 released = release(self.owner)
@@ -189,6 +226,10 @@ class Dispatcher:
                 db.session.rollback()
                 log.exception("could not release the leases of %s", self.owner)
                 return
+            finally:
+                db.session.remove()
+        metrics.HANDED_BACK.inc(released)
+        metrics.set_pool(0, 0)
         log.info("dispatcher %s stopped, %d executions handed back", self.owner, released)
 
     def wait(self) -> None:
@@ -197,7 +238,7 @@ class Dispatcher:
 
     def run(self) -> None:
         """Claims and starts work until stopped; recovers expired leases on every pass."""
-        while not self._stopping.is_set():
+        while not self._draining.is_set():
             with self.app.app_context():
                 try:
                     self.tick()
@@ -206,7 +247,8 @@ class Dispatcher:
                     log.exception("dispatcher pass failed; trying again")
                 finally:
                     db.session.remove()
-            self._stopping.wait(self.poll_s)
+            metrics.set_pool(self.pool.size - self.pool.free_count(), self.pool.free_count())
+            self._draining.wait(self.poll_s)
 
     def tick(self) -> int:
         """Runs one pass: ends overdue jobs, then claims what the free slots allow."""
@@ -223,11 +265,13 @@ class Dispatcher:
         for region, count in waiting.items():
             slot = self.slots.get(region)
             free = min(self.pool.free_count(), slot.counter if slot else self.pool.free_count())
-            if free <= 0 or count <= 0:
+            if free <= 0 or count <= 0 or self._draining.is_set():
                 continue
+            expired = lapsed(region)
             lease_s = self.config.execution.lease_s
             ids = claim(region, min(free, count), self.owner, lease_s, cap=self.caps.get(region))
             db.session.commit()
+            metrics.LEASE_RECOVERIES.inc(len(expired.intersection(ids) - self.running))
             for execution_id in ids:
                 if execution_id in self.running:
                     # Our own lease lapsed (the process stalled) and we claimed it back: the
@@ -245,7 +289,11 @@ class Dispatcher:
         try:
             with self.app.app_context():
                 try:
-                    run_execution(execution_id, self.owner, self.config, self.rates)
+                    ended = run_execution(
+                        execution_id, self.owner, self.config, self.rates, self._draining.is_set
+                    )
+                    if not ended and self._draining.is_set():
+                        self._hand_back(execution_id)
                 except SQLAlchemyError:
                     # The database failed us: the lease expires and the execution is taken again.
                     db.session.rollback()
@@ -256,6 +304,13 @@ class Dispatcher:
             self.running.discard(execution_id)
             if slot is not None:
                 slot.release()
+
+    def _hand_back(self, execution_id: int) -> None:
+        """Releases a lease at once while draining, so another process can take it now."""
+        if release(self.owner, [execution_id]):
+            metrics.HANDED_BACK.inc()
+            log.info("execution %d handed back to the queue", execution_id)
+        db.session.commit()
 
     def _heartbeat(self) -> None:
         interval = max(0.2, self.config.execution.lease_s / 3)

@@ -13,21 +13,18 @@ and asks again, never past its job's deadline (portal/execution.py).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable
 
 from limits import RateLimitItem, parse
 from limits.errors import StorageError
-from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from ..config import Region
+from ..ratelimit import DEFAULT_STORAGE, build_storage
 
 log = logging.getLogger(__name__)
 
-STORAGE_ENV = "BEACON_RATE_LIMIT_STORAGE"
-DEFAULT_STORAGE = "memory://"
 NAMESPACE = "beacon-region-calls"
 # How long to wait before asking the storage again when it could not be reached.
 STORAGE_RETRY_S = 1.0
@@ -35,26 +32,20 @@ STORAGE_RETRY_S = 1.0
 MIN_WAIT_S = 0.02
 
 
-def storage_uri() -> str:
-    """Returns the rate-limit storage URI from BEACON_RATE_LIMIT_STORAGE, else memory://."""
-    return os.environ.get(STORAGE_ENV, "").strip() or DEFAULT_STORAGE
-
-
 class RegionRates:
     """The rate limits of the configured regions, counted in one shared storage."""
 
-    def __init__(self, regions: Iterable[Region], uri: str | None = None):
+    def __init__(self, regions: Iterable[Region], uri: str = DEFAULT_STORAGE):
         self.items: dict[str, RateLimitItem] = {
             r.id: parse(r.rate_limit) for r in regions if r.rate_limit.strip()
         }
-        self.uri = uri or storage_uri()
+        self.uri = uri
         self._limiter: MovingWindowRateLimiter | None = None
 
     def _window(self) -> MovingWindowRateLimiter:
         # Connected on first use, in the process (and greenlet world) that calls.
         if self._limiter is None:
-            storage = storage_from_string(self.uri, wrap_exceptions=True)
-            self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = MovingWindowRateLimiter(build_storage(self.uri))
         return self._limiter
 
     def take(self, region_id: str) -> float:
