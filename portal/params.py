@@ -52,7 +52,7 @@ def unknown_parameter(name: str, value: str, accepted: tuple[str, ...]) -> ApiEr
     """Returns the refusal of `name`, suggesting the parameter it most resembles."""
     takes = ", ".join(accepted) if accepted else "no query parameters"
     message = f"unknown query parameter {name!r}; this endpoint takes {takes}"
-    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
     if close:
         message += f" (did you mean {close[0]!r}?)"
     return ApiError(400, "invalid_parameter", message, {name: value})

@@ -113,20 +113,20 @@ def test_chunked_body_under_the_limit_is_read_whole(client3, signer):
 # --- query parameters -----------------------------------------------------------------------------
 
 
-def endpoint_paths(job_id: str) -> dict[str, str]:
-    return {
-        "api.list_jobs": "/api/v1/jobs",
-        "api.list_executions": "/api/v1/executions",
-        "api.list_job_executions": f"/api/v1/executions/job/{job_id}",
-        "api.list_models": "/api/v1/models",
-        "api.list_regions": "/api/v1/regions",
-        "api.list_questions": "/api/v1/questions",
-        "api.get_comparison": f"/api/v1/jobs/{job_id}/comparison",
-        "api.get_comparison_csv": f"/api/v1/jobs/{job_id}/comparison.csv",
-        "pages.list_jobs": "/jobs",
-        "pages.job_detail": f"/jobs/{job_id}",
-        "pages.list_questions": "/questions",
-    }
+def endpoint_paths(app, job_id: str) -> dict[str, str]:
+    """Returns a path to every endpoint that checks its query, built from its own URL rule."""
+    from flask import url_for
+
+    sample = {"job_id": job_id, "model_id": "mistral-7b", "index": 0}
+    sample["question_id"] = "identity_basic"
+    rules = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
+    with app.test_request_context():
+        return {
+            endpoint: url_for(
+                endpoint, **{name: sample[name] for name in rules[endpoint].arguments}
+            )
+            for endpoint in params.ACCEPTED
+        }
 
 
 def test_every_list_endpoint_is_checked(app3):
@@ -141,20 +141,21 @@ def test_every_list_endpoint_is_checked(app3):
 def test_unknown_query_parameter_is_refused_on_every_list_endpoint(client3, app3, signer):
     job_id = submit_api(client3, signer)
     finish(app3, job_id, lambda m, r, q: f"{r} says {q}")
-    paths = endpoint_paths(job_id)
-    assert set(paths) == set(params.ACCEPTED)
+    paths = endpoint_paths(app3, job_id)
+    assert {"api.list_executions", "pages.list_jobs", "pages.job_detail"} <= set(paths)
     for endpoint, path in paths.items():
         accepted = params.ACCEPTED[endpoint]
-        assert client3.get(path).status_code == 200, path
+        if endpoint.startswith(("api.", "pages.")):
+            assert client3.get(path).status_code == 200, path
         response = client3.get(f"{path}?colour=blue")
         assert response.status_code == 400, path
-        if endpoint.startswith("api."):
+        if path.startswith("/api/"):
             error = response.json["error"]
             assert error["code"] == "invalid_parameter" and error["fields"] == {"colour": "blue"}
             assert "'colour'" in error["message"]
         else:
             assert "unknown query parameter &#39;colour&#39;" in response.get_data(as_text=True)
-        if accepted:
+        if accepted and endpoint.startswith(("api.", "pages.")):
             assert client3.get(f"{path}?{accepted[0]}=").status_code in (200, 400), path
 
 
