@@ -27,6 +27,15 @@ echo "=== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
+# Redis holds the shared rate-limit counters the limit tests use; start it when installed but down.
+if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  if command -v redis-server >/dev/null; then
+    echo "Redis is not answering on 127.0.0.1:6379; starting redis-server..."
+    redis-server --bind 127.0.0.1 --port 6379 --save '' --daemonize yes >/dev/null || true
+    for _ in $(seq 1 20); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+fi
+
 echo "=== tests on SQLite"
 env -u TEST_DATABASE_URL .venv/bin/pytest -q -rs -p no:cacheprovider "$@"
 
