@@ -19,6 +19,7 @@ from sqlalchemy import select
 from portal.config import ConfigError, load_config
 from portal.db import db
 from portal.models import Execution
+from portal.status import JOB_ENDED
 
 from .conftest import spec_3x3
 from .support.live_server import ROOT
@@ -33,7 +34,7 @@ from .support.workers import (
 )
 from .test_deploy import procfile, shell_env, start_web
 
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = tuple(JOB_ENDED)
 CAPS = {"us-east": 1, "eu-west": 2}
 
 
