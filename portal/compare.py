@@ -59,9 +59,12 @@ CSV_COLUMNS = [
 ]
 
 _CJK_CHAR = re.compile(f"[{_CJK}]")
-_DIFF_TOKEN = re.compile(rf"\s*(?:[{_CJK}]|[^\s{_CJK}]+)\s*")
+# A whitespace run is only ever entered at its start ((?<!\s)): starting inside a long run and
+# scanning to its end from every position was quadratic (docs/security.md).
+_DIFF_TOKEN = re.compile(rf"(?:(?<!\s)\s+)?(?:[{_CJK}]|[^\s{_CJK}]+)\s*")
 _CLAUSE_BREAK = re.compile(
-    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)\s+(?=(?:but|however)\b)|(?=但|不过|然而)",
+    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)(?<!\s)\s+(?=(?:but|however)\b)"
+    r"|(?=但|不过|然而)",
     re.IGNORECASE,
 )
 _PHRASE_RULES = [

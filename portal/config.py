@@ -17,6 +17,8 @@ PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
 EMBEDDED = "<embedded default configuration>"
+# Job submissions (API and form together) per client address unless [intake] rate_limit says.
+DEFAULT_RATE_LIMIT = "60 per minute"
 
 
 class ConfigError(Exception):
@@ -38,11 +40,13 @@ class ExecutionSettings:
 
 @dataclass(frozen=True)
 class IntakeSettings:
-    legacy_signatures: bool = True
+    # The original runner's signing forms leave fields unsigned: off unless an operator
+    # migrating from it turns them on (docs/signing.md).
+    legacy_signatures: bool = False
     timestamp_window_s: float = 600.0
     max_body_bytes: int = 1048576
     # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
-    rate_limit: str = ""
+    rate_limit: str = DEFAULT_RATE_LIMIT
 
 
 @dataclass(frozen=True)
