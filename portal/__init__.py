@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import api, cli, pages, ratelimit, settings, views_errors
+    from . import admin, api, cli, pages, ratelimit, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     intake_limits = app.extensions["beacon"].config.intake
     app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(intake_limits.rate_limit)
+    app.extensions["beacon_login_limiter"] = ratelimit.SubmissionLimiter(admin.LOGIN_RATE)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))

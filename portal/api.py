@@ -256,6 +256,16 @@ def _page_args() -> tuple[int, int | None]:
     return int(raw_limit), int(raw_cursor) if raw_cursor is not None else None
 
 
+def row_id_arg(name: str) -> int | None:
+    """Reads a row id from the query string; 400 unless it is digits a row id can hold."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not DIGITS.fullmatch(raw) or int(raw) > MAX_ROW_ID:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a value from a link", {name: raw})
+    return int(raw)
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ApiError(

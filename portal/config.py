@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .redact import safe_url
+
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
@@ -261,7 +263,7 @@ class _Checker:
         if entry.get("base_url") and not re.match(r"^https?://", entry["base_url"]):
             self.fail(
                 f"{prefix}.base_url",
-                f"must start with http:// or https:// (got {entry['base_url']!r})",
+                f"must start with http:// or https:// (got {safe_url(entry['base_url'])!r})",
             )
         aliases = entry.get("aliases", [])
         if not all(isinstance(a, str) and a.strip() for a in aliases):

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from . import compare, jobs, providers, reports
+from . import compare, jobs, providers, redact, reports
 from .config import BeaconConfig
 from .db import db
 from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
@@ -165,6 +165,8 @@ def _call_and_record(
     try:
         result = providers.call(ctx.region, ctx.model, prompt, timeout_s=timeout_s)
     except providers.ProviderError as exc:
+        # The message quotes the provider's address: never with the credentials it may hold.
+        exc.message = redact.scrub(exc.message, ctx.region.base_url)
         error = exc
     finished = utcnow()
 

@@ -1,4 +1,4 @@
-"""Jobs, executions, answers and used nonces: the tables and their one JSON shape each."""
+"""Jobs, executions, answers, used nonces, admin sessions: the tables and their JSON shapes."""
 
 from __future__ import annotations
 
@@ -228,6 +228,17 @@ class UsedNonce(db.Model):
     nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminSession(db.Model):
+    """A signed-in admin session of the web pages; logging out deletes it (docs/security.md)."""
+
+    __tablename__ = "admin_sessions"
+
+    # SHA-256 of the random id the session cookie holds: the table alone signs nobody in.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def with_answers():
