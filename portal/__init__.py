@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import admin, api, cli, pages, ratelimit, settings, views_errors
+    from . import admin, api, api_answers, cli, pages, ratelimit, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -40,6 +40,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
+    app.register_blueprint(api_answers.bp)
     app.register_blueprint(pages.bp)
     views_errors.register(app)
     cli.register(app)

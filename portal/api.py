@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from . import __version__, compare, intake, jobs, openapi, reports, settings
+from .api_answers import job_document
 from .db import db
 from .errors import ApiError
 from .models import Execution, Job, answer_counts, with_answers
@@ -45,7 +46,7 @@ def create_job():
         raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
     ctx = intake_context()
     job, created = intake.submit_jobspec(read_body(ctx.config.intake.max_body_bytes), ctx)
-    doc = {"job": job.to_dict(with_executions=True), "idempotent": not created}
+    doc = {"job": job_document(job), "idempotent": not created}
     response = jsonify(doc)
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
@@ -91,7 +92,7 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
-    return jsonify(job=find_job(job_id).to_dict(with_executions=True))
+    return jsonify(job=job_document(find_job(job_id)))
 
 
 @bp.get("/jobs/<job_id>/comparison")
@@ -119,7 +120,7 @@ def cancel_job(job_id: str):
     require_admin()
     job = jobs.cancel_job(find_job(job_id))
     db.session.commit()
-    return jsonify(job=job.to_dict(with_executions=True))
+    return jsonify(job=job_document(job))
 
 
 @bp.post("/jobs/<job_id>/retry")
@@ -129,7 +130,7 @@ def retry_job(job_id: str):
     job = find_job(job_id)
     requeued = jobs.retry_job(job, settings.current().config)
     db.session.commit()
-    return jsonify(job=job.to_dict(with_executions=True), requeued=requeued)
+    return jsonify(job=job_document(job), requeued=requeued)
 
 
 def require_admin() -> None:
@@ -178,7 +179,8 @@ def list_executions():
 def list_job_executions(job_id: str):
     """Lists every execution of one job, with answers, in the spec's order."""
     job = find_job(job_id)
-    return jsonify(items=[e.to_dict(with_answers=True) for e in job.executions], next=None)
+    # A big job's executions come without answers, as in its job document.
+    return jsonify(items=job_document(job)["executions"], next=None)
 
 
 @bp.get("/executions/<int:execution_id>")

@@ -120,6 +120,8 @@ SCHEMAS = {
             "deadline_at": TIME,
             "cancel_requested": BOOL,
             "executions": {"type": "array", "items": ref("Execution")},
+            # Only on a big job, whose executions then come without `answers` (docs/api.md).
+            "answers_page": obj({"total": INT, "url": STR}),
         },
         [
             "id",
@@ -306,6 +308,20 @@ def paths() -> dict:
                 "responses": {
                     "200": json_response("the job", obj({"job": ref("Job")})),
                     **errors(404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/answers": {
+            "get": {
+                "operationId": "list_job_answers",
+                "summary": "A job's answers a page at a time, for jobs too big to inline",
+                "parameters": [JOB_ID, LIMIT, CURSOR],
+                "responses": {
+                    "200": json_response(
+                        "a page of answers",
+                        listing({**ref("Answer"), "description": "with model_id and region"}),
+                    ),
+                    **errors(400, 404),
                 },
             }
         },
