@@ -76,7 +76,8 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    comparison_cache: Mapped[dict | None] = mapped_column(JSON)
+    # Deferred: megabytes for a big job, read only by the comparison (portal/reports.py).
+    comparison_cache: Mapped[dict | None] = mapped_column(JSON, deferred=True)
 
     executions: Mapped[list[Execution]] = relationship(
         back_populates="job", order_by="Execution.position"
