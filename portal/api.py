@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, openapi, reports, settings
+from . import __version__, compare, intake, jobs, offload, openapi, reports, settings
 from .api_answers import job_document
 from .db import db
 from .errors import ApiError
@@ -99,14 +99,18 @@ def get_job(job_id: str):
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
     job = find_job(job_id)
-    return jsonify(comparison=reports.job_comparison(job, request.args.get("baseline")))
+    doc = {"comparison": reports.job_comparison(job, request.args.get("baseline"))}
+    # Megabytes of answers and diffs for a big job: encoded off the event loop.
+    body = offload.run(current_app.json.dumps, doc)
+    return current_app.response_class(body + "\n", mimetype="application/json")
 
 
 @bp.get("/jobs/<job_id>/comparison.csv")
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
     job = find_job(job_id)
-    text = compare.comparison_csv(reports.job_comparison(job, request.args.get("baseline")))
+    comparison = reports.job_comparison(job, request.args.get("baseline"))
+    text = offload.run(compare.comparison_csv, comparison)
     return Response(
         text,
         mimetype="text/csv",
