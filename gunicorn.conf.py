@@ -15,9 +15,9 @@ control_socket_disable = True
 
 def post_worker_init(worker):
     """Starts this worker's dispatcher once gevent has patched it and the app has loaded."""
-    from portal import fanout
+    from portal.engine import pool
 
-    worker.beacon_dispatcher = fanout.start_dispatcher(worker.wsgi)
+    worker.beacon_dispatcher = pool.start_dispatcher(worker.wsgi)
 
 
 def worker_exit(server, worker):

@@ -10,17 +10,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, jobs, offload, openapi, reports, settings
+from . import __version__, compare, intake, offload, openapi, settings
 from .api_answers import job_document
+from .compare import report
 from .db import db
+from .engine import jobs
+from .engine.jobs import find_job
 from .errors import ApiError
-from .models import Execution, Job, answer_counts, with_answers
+from .models import Execution, Job, answer_counts
+from .status import JOB_STATUSES, RUN_STATUSES
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 
-JOB_STATUSES = ("queued", "running", "completed", "partial", "failed", "cancelled")
-EXECUTION_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+EXECUTION_STATUSES = RUN_STATUSES
 MAX_LIMIT = 200
 MAX_ROW_ID = 2**63 - 1
 DIGITS = re.compile(r"[0-9]{1,18}")
@@ -44,19 +47,13 @@ def create_job():
     current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
     if not request.is_json:
         raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
-    ctx = intake_context()
+    ctx = intake.intake_context()
     job, created = intake.submit_jobspec(read_body(ctx.config.intake.max_body_bytes), ctx)
     doc = {"job": job_document(job), "idempotent": not created}
     response = jsonify(doc)
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
     return response
-
-
-def intake_context() -> intake.IntakeContext:
-    """Builds the intake context from the app's settings."""
-    s = settings.current()
-    return intake.IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
 
 
 def read_body(limit: int) -> bytes:
@@ -99,7 +96,7 @@ def get_job(job_id: str):
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
     job = find_job(job_id)
-    doc = {"comparison": reports.job_comparison(job, request.args.get("baseline"))}
+    doc = {"comparison": report.job_comparison(job, request.args.get("baseline"))}
     # Megabytes of answers and diffs for a big job: encoded off the event loop.
     body = offload.run(current_app.json.dumps, doc)
     return current_app.response_class(body + "\n", mimetype="application/json")
@@ -109,7 +106,7 @@ def get_comparison(job_id: str):
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
     job = find_job(job_id)
-    comparison = reports.job_comparison(job, request.args.get("baseline"))
+    comparison = report.job_comparison(job, request.args.get("baseline"))
     text = offload.run(compare.comparison_csv, comparison)
     return Response(
         text,
@@ -151,14 +148,6 @@ def require_admin() -> None:
         given_bytes, token.encode("utf-8", "surrogatepass")
     ):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
-
-
-def find_job(job_id: str) -> Job:
-    """Loads a job by id or raises 404 job_not_found."""
-    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-    return job
 
 
 @bp.get("/executions")
@@ -260,16 +249,6 @@ def _page_args() -> tuple[int, int | None]:
             400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw_cursor}
         )
     return int(raw_limit), int(raw_cursor) if raw_cursor is not None else None
-
-
-def row_id_arg(name: str) -> int | None:
-    """Reads a row id from the query string; 400 unless it is digits a row id can hold."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not DIGITS.fullmatch(raw) or int(raw) > MAX_ROW_ID:
-        raise ApiError(400, "invalid_parameter", f"{name} must be a value from a link", {name: raw})
-    return int(raw)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -144,7 +144,7 @@ def worker_command():
     from flask import current_app
     from gevent import monkey
 
-    from . import fanout
+    from .engine import pool
 
     if not monkey.is_module_patched("socket"):
         raise click.ClickException(
@@ -152,7 +152,7 @@ def worker_command():
             "`flask --app wsgi beacon worker`"
         )
     app = current_app._get_current_object()
-    dispatcher = fanout.Dispatcher(app).start()
+    dispatcher = pool.Dispatcher(app).start()
     click.echo(
         f"worker {dispatcher.owner}: pool {dispatcher.pool.size}, "
         f"lease {dispatcher.config.execution.lease_s:g} s; stop with Ctrl-C",
@@ -192,7 +192,8 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
 
     from flask import current_app
 
-    from . import fanout, intake
+    from . import intake
+    from .engine import pool
     from .models import answer_counts
 
     s = settings.current()
@@ -227,7 +228,7 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
 
         if not monkey.is_module_patched("socket"):
             raise click.ClickException("--inline needs `flask --app wsgi beacon demo`")
-        dispatcher = fanout.Dispatcher(current_app._get_current_object()).start()
+        dispatcher = pool.Dispatcher(current_app._get_current_object()).start()
     shown, started_at, hinted = None, time.monotonic(), False
     try:
         while True:
@@ -278,7 +279,7 @@ def _show_first_answers(job_id: str, width: int = 160) -> None:
 
 def _fresh_job(job_id: str):
     from .db import db
-    from .jobs import load_job
+    from .engine.jobs import load_job
 
     job = load_job(job_id)
     db.session.commit()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import jobspec, signing, trust
+from . import jobspec, settings, signing, trust
 from .config import BeaconConfig
 from .db import db
 from .errors import ApiError
@@ -27,6 +27,12 @@ class IntakeContext:
     trusted_keys: list[trust.TrustedKey]
     portal_public_key: str | None
     now: datetime | None = None
+
+
+def intake_context() -> IntakeContext:
+    """Builds the intake context from the running app's settings."""
+    s = settings.current()
+    return IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
 
 
 def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") -> tuple[Job, bool]:

@@ -14,16 +14,21 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
+    exists,
     func,
+    or_,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from .db import db
 
-ACTIVE = ("queued", "running")
-FINISHED = ("completed", "failed", "cancelled")
-JOB_ENDED = ("completed", "partial", "failed", "cancelled")
+# The vocabulary lives in portal.status; these names stay importable from here.
+from .status import ACTIVE as ACTIVE
+from .status import FINISHED as FINISHED
+from .status import JOB_ENDED as JOB_ENDED
+from .status import RunStatus
 
 
 def utcnow() -> datetime:
@@ -76,7 +81,7 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Deferred: megabytes for a big job, read only by the comparison (portal/reports.py).
+    # Deferred: megabytes for a big job, read only by the comparison (portal/compare/report.py).
     comparison_cache: Mapped[dict | None] = mapped_column(JSON, deferred=True)
 
     executions: Mapped[list[Execution]] = relationship(
@@ -260,14 +265,31 @@ def answer_counts(job_pks: list[int]) -> dict[int, dict]:
         .where(Job.pk.in_(job_pks))
         .group_by(Job.pk, Answer.status)
     ).all()
-    counts = {
-        pk: {"total": 0, "queued": 0, "running": 0, "completed": 0, "failed": 0, "cancelled": 0}
-        for pk in job_pks
-    }
+    counts = {pk: {"total": 0, **{s.value: 0 for s in RunStatus}} for pk in job_pks}
     for pk, status, n in rows:
         counts[pk][status] = n
         counts[pk]["total"] += n
     return counts
+
+
+def claimable(now: datetime):
+    """SQL predicate: an execution a dispatcher may lease, queued or left by a stopped worker."""
+    return or_(
+        Execution.status == RunStatus.QUEUED,
+        and_(
+            Execution.status == RunStatus.RUNNING,
+            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
+        ),
+    )
+
+
+def has_active_executions(job_id: str) -> bool:
+    """True while any execution of the job is queued or running."""
+    return bool(
+        db.session.scalar(
+            select(exists().where(Execution.job_id == job_id, Execution.status.in_(ACTIVE)))
+        )
+    )
 
 
 def meets_constraints(job: Job, counts: dict) -> bool:

@@ -2,8 +2,8 @@
 
 Under gevent one greenlet computing for seconds stalls every request, provider call and lease
 heartbeat of its process. `run` hands such work (a job's comparison) to a one-thread pool of
-real threads, as `portal.similarity` does for embeddings, and waits for it without blocking the
-loop. In a process gevent has not patched (tests, the CLI) it simply calls the function.
+real threads, as `portal.compare.similarity` does for embeddings, and waits for it without
+blocking the loop. In a process gevent has not patched (tests, the CLI) it calls the function.
 """
 
 from __future__ import annotations

@@ -16,25 +16,29 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import admin, htmx, intake, reports, settings, signing
-from .api import MAX_ROW_ID, find_job, intake_context, row_id_arg
+from . import admin, htmx, intake, settings, signing
+from .compare import report
 from .config import BeaconConfig
 from .db import db
+from .engine import jobs
+from .engine.jobs import find_job
 from .errors import ApiError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
+from .params import MAX_ROW_ID, row_id_arg
+from .status import FINISHED, JobStatus, is_classified
 
 bp = Blueprint("pages", __name__)
 csrf = CSRFProtect()
 PAGE_SIZE = 20
 FOLD_CHARS = 600
 STATUS_MARKS = {
-    "queued": "…",
-    "running": "◔",
-    "completed": "✓",
-    "partial": "◐",
-    "failed": "✗",
-    "cancelled": "■",
+    JobStatus.QUEUED: "…",
+    JobStatus.RUNNING: "◔",
+    JobStatus.COMPLETED: "✓",
+    JobStatus.PARTIAL: "◐",
+    JobStatus.FAILED: "✗",
+    JobStatus.CANCELLED: "■",
 }
 # Intake refusals are shown next to the form field they concern.
 FIELD_OF = {
@@ -164,7 +168,7 @@ def create_job():
         try:
             # The form spends provider calls as the API does, so it shares the API's limit.
             current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
-            job, _ = intake.submit_jobspec(json.dumps(spec), intake_context(), source="form")
+            job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
         except ApiError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
@@ -214,8 +218,6 @@ def _job_action(job_id: str, action: str):
     job = find_job(job_id)
     if settings.current().admin_token is None:
         abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
-    from . import jobs
-
     if action == "cancel":
         jobs.cancel_job(job)
     else:
@@ -289,7 +291,7 @@ def _safe_next(raw: str | None) -> str:
 def progress(counts: dict) -> dict:
     """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
     total = counts.get("total", 0)
-    done = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    done = sum(counts.get(s, 0) for s in FINISHED)
     return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
 
 
@@ -308,7 +310,7 @@ def question_groups(config: BeaconConfig) -> dict[str, list]:
 
 def job_comparison(job: Job, baseline: str | None) -> dict | None:
     """Returns the cross-region comparison of an ended job; None while it runs."""
-    return reports.job_comparison(job, baseline) if job.ended else None
+    return report.job_comparison(job, baseline) if job.ended else None
 
 
 def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
@@ -391,6 +393,6 @@ def _outputs_differ(cells: list[dict]) -> bool:
         (a["status"], (a["output"] or "").strip())
         for cell in cells
         for a in cell["answers"]
-        if a["status"] in ("completed", "failed")
+        if is_classified(a["status"])
     }
     return len(outputs) > 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmarks the portal through the real engine and the real app, and prints a results table.
 
-Loopback providers (`portal.loopback.LoopbackProvider`, real HTTP on 127.0.0.1) stand in for
+Loopback providers (`tests.support.loopback.LoopbackProvider`, real HTTP on 127.0.0.1) stand in for
 the regions; the portal runs under gunicorn started from the Procfile's `web` line (one worker,
 bound to 127.0.0.1) after the Procfile's `release` line has migrated a fresh database. Jobs are
 signed with a key generated for the run and trusted through BEACON_TRUSTED_KEYS.
@@ -45,12 +45,13 @@ import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from portal import signing  # noqa: E402
-from portal.loopback import LoopbackProvider  # noqa: E402
 from portal.settings import ENV_NAMES, database_url  # noqa: E402
+from portal.status import JOB_ENDED  # noqa: E402
+from tests.support.loopback import LoopbackProvider  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool")
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LATENCY_S = 0.050
 POOL = 9
@@ -755,11 +756,11 @@ class Bench:
 def hide_semantic_extra(workdir: Path) -> Path:
     """Writes a sitecustomize that makes the `semantic` extra's modules unimportable, so a
     server started with it on PYTHONPATH behaves as a default install (lexical comparison)."""
-    from portal.similarity import _SEMANTIC_MODULES
+    from portal.compare.similarity import SEMANTIC_MODULES
 
     folder = workdir / "without-semantic"
     folder.mkdir(exist_ok=True)
-    names = ", ".join(repr(name) for name in _SEMANTIC_MODULES)
+    names = ", ".join(repr(name) for name in SEMANTIC_MODULES)
     (folder / "sitecustomize.py").write_text(
         "import sys\n\n"
         "# importlib.util.find_spec() answers None for a module set to None here.\n"

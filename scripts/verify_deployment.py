@@ -24,9 +24,10 @@ from pathlib import Path
 import requests
 
 from portal import signing
+from portal.status import JOB_ENDED
 
 JOB_FILE = Path(__file__).with_name("3-model-verification-job.json")
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
 VOID |= {"track", "wbr", "param"}
 

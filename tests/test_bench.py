@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.live_server import ROOT
+from tests.support.live_server import ROOT
 
 TIMEOUT_S = 240
 

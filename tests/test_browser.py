@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from portal.loopback import LoopbackProvider, default_responder
+from portal.status import ACTIVE
 
-from .live_server import ROOT, serving
+from .support.live_server import ROOT, serving
+from .support.loopback import LoopbackProvider, default_responder
 
 pytestmark = pytest.mark.browser
 
@@ -186,7 +187,7 @@ def test_form_to_finished_job_with_live_progress(server, browser):
         "document.querySelector('.job-progress').dataset.done > 0", timeout=JOB_TIMEOUT_MS
     )
     seen.add(done_and_total(page)[0])
-    if page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+    if page.get_attribute("#job-live", "data-status") in ACTIVE:
         shot(page, "job-running-desktop")
         phone.goto(job_url)
         shot(phone, "job-running-phone")
@@ -228,7 +229,7 @@ def test_without_javascript_a_reload_reaches_the_complete_page(server, browser):
     fill_form(page, server.url)
     assert page.locator("#job-live").get_attribute("hx-trigger") == "every 2s"
     deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
-    while page.get_attribute("#job-live", "data-status") in ("queued", "running"):
+    while page.get_attribute("#job-live", "data-status") in ACTIVE:
         assert time.monotonic() < deadline, "the job did not end"
         page.wait_for_timeout(1000)
         page.reload()

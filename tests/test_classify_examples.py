@@ -5,7 +5,7 @@ from collections import namedtuple
 import pytest
 
 from portal.compare import CLASSES, classify, classify_detail
-from portal.refusal_rules import RULES
+from portal.compare.rules import RULES
 
 # rule: the rule that must decide the example. near: for a negative example, the rule the
 # text looks like it would trigger but must not.

@@ -20,7 +20,7 @@ from portal.compare import (
     unified_diff,
     word_diff,
 )
-from portal.refusal_rules import RULES
+from portal.compare.rules import RULES
 
 REGIONS = ["us-east", "eu-west", "asia-pacific"]
 QUESTIONS = [

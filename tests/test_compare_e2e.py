@@ -10,7 +10,7 @@ import re
 import pytest
 
 from .conftest import spec_3x3
-from .workers import REGIONS, Engine, submit, wait_for_job, wait_until
+from .support.workers import REGIONS, Engine, submit, wait_for_job, wait_until
 
 CONTROL = ["identity_basic", "geography_basic"]
 SENSITIVE = ["tiananmen_neutral", "taiwan_status"]

@@ -19,8 +19,8 @@ from portal.config import load_config
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import THREE_REGIONS, spec_3x3
-from .live_server import ROOT, LiveServer
-from .workers import REGIONS, Engine, clean_env, wait_until
+from .support.live_server import ROOT, LiveServer
+from .support.workers import REGIONS, Engine, clean_env, wait_until
 
 
 def procfile() -> dict[str, str]:

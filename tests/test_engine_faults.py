@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from portal.db import db
 from portal.models import Answer, Execution
+from portal.status import RunStatus
 
 from .conftest import spec_3x3
-from .workers import (
+from .support.workers import (
     PROVIDER_MODEL,
     REGIONS,
     Engine,
@@ -139,14 +140,14 @@ def test_cancel_mid_job_stops_queued_work(engine, make_app, signer):
     time.sleep(1.0)
     assert get_job(client, job_id)["status"] == "cancelled"
     answers = [a for e in job["executions"] for a in e["answers"]]
-    assert {a["status"] for a in answers} <= {"completed", "cancelled"}
+    assert {a["status"] for a in answers} <= {RunStatus.COMPLETED, RunStatus.CANCELLED}
     asked = [a for a in answers if a["attempts"] > 0]
     assert slow.count() == len(asked) == len([a for a in answers if a["status"] == "completed"])
     assert len(answers) - len(asked) >= 20
     # At most the one call already in flight (pool of 1) may start after the cancel returned.
     late = [c for c in slow.calls if c["started"] > cancelled_at]
     assert len(late) <= 1
-    assert all(e["status"] in ("cancelled", "completed") for e in job["executions"])
+    assert all(e["status"] in {RunStatus.CANCELLED, RunStatus.COMPLETED} for e in job["executions"])
 
 
 def test_retry_asks_only_the_failed_answers_again(engine, make_app, signer):
@@ -229,7 +230,7 @@ def test_worker_killed_mid_job_is_replaced_without_asking_anything_twice(engine,
 
 
 def test_cancel_and_retry_need_the_admin_token(make_app, signer, tmp_path):
-    from .workers import write_config
+    from .support.workers import write_config
 
     config = write_config(tmp_path / "c.toml", dict.fromkeys(REGIONS, closed_port_url()))
     open_app = make_app(BEACON_CONFIG=str(config))

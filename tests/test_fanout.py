@@ -7,12 +7,12 @@ import hashlib
 import pytest
 from sqlalchemy import select
 
-from portal import fanout
 from portal.db import db
+from portal.engine import pool
 from portal.models import Execution
 
 from .conftest import pg_test_url, spec_3x3
-from .workers import PROVIDER_MODEL, REGIONS, Engine, submit, wait_for_job, write_config
+from .support.workers import PROVIDER_MODEL, REGIONS, Engine, submit, wait_for_job, write_config
 
 
 @pytest.fixture
@@ -95,15 +95,15 @@ def test_claim_hands_each_execution_to_one_owner(make_app, signer, tmp_path):
     app = make_app(BEACON_CONFIG=str(config))
     submit(app.test_client(), signer, spec_3x3())
     with app.app_context():
-        first = fanout.claim("us-east", 2, "a", 30)
-        second = fanout.claim("us-east", 5, "b", 30)
+        first = pool.claim("us-east", 2, "a", 30)
+        second = pool.claim("us-east", 5, "b", 30)
         db.session.commit()
         assert len(first) == 2 and len(second) == 1
         assert not set(first) & set(second)
         owners = dict(db.session.execute(select(Execution.id, Execution.lease_owner)).all())
         assert {owners[i] for i in first} == {"a"} and {owners[i] for i in second} == {"b"}
-        assert fanout.claim("us-east", 5, "c", 30) == []
-        assert fanout.waiting_by_region() == {"eu-west": 3, "asia-pacific": 3}
+        assert pool.claim("us-east", 5, "c", 30) == []
+        assert pool.waiting_by_region() == {"eu-west": 3, "asia-pacific": 3}
 
 
 @pytest.mark.postgres
@@ -169,11 +169,11 @@ def test_a_lapsed_lease_claimed_back_by_its_own_worker_is_not_run_twice(make_app
     from portal.models import utcnow
 
     from .conftest import THREE_REGIONS
-    from .workers import submit
+    from .support.workers import submit
 
     app = make_app(BEACON_CONFIG=str(THREE_REGIONS))
     job_id = submit(app.test_client(), signer, spec_3x3(metadata={"models": ["llama3.2-1b"]}))
-    dispatcher = fanout.Dispatcher(app, owner="stalled-worker")
+    dispatcher = pool.Dispatcher(app, owner="stalled-worker")
     with app.app_context():
         first = db.session.scalars(
             select(Execution).where(Execution.job_id == job_id).order_by(Execution.id)

@@ -26,11 +26,12 @@ import pytest
 from sqlalchemy import select
 
 from portal.db import db
-from portal.loopback import LoopbackProvider
 from portal.models import Answer, Execution, Job
+from portal.status import FINISHED
 
 from .conftest import Signer, build_app, pg_test_url, reset_postgres, spec_3x3
-from .workers import (
+from .support.loopback import LoopbackProvider
+from .support.workers import (
     ENDED,
     PROVIDER_MODEL,
     REGIONS,
@@ -42,7 +43,7 @@ from .workers import (
     wait_until,
 )
 
-FINAL = ("completed", "failed", "cancelled")
+FINAL = FINISHED
 GEOGRAPHY = "What is the capital city of Australia?"
 MODEL, SERVED = "echo", "echo-1"
 CALL_TIMEOUT_S = 1.5

@@ -17,7 +17,7 @@ import pytest
 from portal.config import smollm2_gguf_path
 
 from .conftest import ROOT
-from .live_server import live_server, server_env
+from .support.live_server import live_server, server_env
 
 pytestmark = pytest.mark.slow
 

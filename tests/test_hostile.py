@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from portal import redact, reports, signing
+from portal import redact, signing
+from portal.compare import report
 from portal.db import db
 from portal.models import Job
 
@@ -168,7 +169,7 @@ def test_each_baseline_is_compared_once_then_read_back(make_app, signer):
         cached = db.session.scalar(select(Job).where(Job.id == job_id)).comparison_cache
     assert cached["doc"]["baseline"] == "us-east"
     assert set(cached["baselines"]) == {"eu-west", "asia-pacific"}
-    reports._recent.clear()
+    report._recent.clear()
     for baseline, doc in first.items():
         again = client.get(f"/api/v1/jobs/{job_id}/comparison?baseline={baseline}")
         assert again.json["comparison"] == doc

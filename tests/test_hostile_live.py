@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from portal.loopback import LoopbackProvider
-
 from .conftest import Signer
-from .live_server import serving, wait_until
+from .support.live_server import serving, wait_until
+from .support.loopback import LoopbackProvider
 
 BOMB_CHARS = 90_000
 # Most /health answers must come within a second; none may take several.

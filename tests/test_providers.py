@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from portal.config import Model, Region
-from portal.loopback import LoopbackProvider
 from portal.providers import ProviderError, call
 
-from .live_server import wait_until
+from .support.live_server import wait_until
+from .support.loopback import LoopbackProvider
 
 MODEL = Model(id="mistral-7b", name="Mistral 7B", provider_model="mistral:7b")
 KINDS = ["openai", "ollama"]
@@ -240,7 +240,7 @@ def test_loopback_counts_concurrent_calls_and_serves_stats(server):
 
 def test_loopback_runs_as_a_process_and_refuses_by_pattern():
     command = [
-        sys.executable, "-m", "portal.loopback", "--port", "0", "--kind", "ollama",
+        sys.executable, "-m", "tests.support.loopback", "--port", "0", "--kind", "ollama",
         "--refuse-pattern", "tiananmen", "--label", "asia-pacific",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from portal import compare
-from portal.refusal_rules import RULES
+from portal.compare import classifier, classify, comparison
+from portal.compare.rules import RULES
 
 SMALL, LARGE = 10_000, 100_000
 RATIO_BOUND = 4.0
@@ -143,8 +143,8 @@ def test_clause_splitter_and_diff_tokens_are_linear():
     def texts(size: int) -> list[str]:
         return [t for prefix in prefixes for t in hostile(prefix, size)] + generic(size)
 
-    assert_linear(compare._CLAUSE_BREAK.split, texts, "clause splitter")
-    assert_linear(compare._DIFF_TOKEN.findall, texts, "diff tokenizer")
+    assert_linear(classifier._CLAUSE_BREAK.split, texts, "clause splitter")
+    assert_linear(comparison._DIFF_TOKEN.findall, texts, "diff tokenizer")
 
 
 def test_classify_is_linear_on_the_reported_answers():
@@ -152,7 +152,7 @@ def test_classify_is_linear_on_the_reported_answers():
         prefixes = [p for _, pattern in PATTERNS for p in pattern_prefixes(pattern)[-1:]]
         return generic(size) + [p + " " * (size - len(p)) + "b" for p in prefixes]
 
-    assert_linear(compare.classify, texts, "classify")
+    assert_linear(classify, texts, "classify")
 
 
 def test_prefix_sampler_matches_its_pattern():

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from portal import __version__, openapi
 
 from .conftest import THREE_REGIONS, Signer, spec_3x3
-from .live_server import live_server
+from .support.live_server import live_server
 
 # The document is loaded from the code that serves it (a test below pins that the server serves
 # exactly this): `schemathesis.pytest.from_fixture` would load it from the live server, but its

@@ -1,8 +1,8 @@
 """The answer classifier's rules, kept as data so they can be read, documented and tested.
 
-`compare.classify` applies them in the order of `RULES`. Phrase rules hold regular
+`portal.compare.classifier` applies them in the order of `RULES`. Phrase rules hold regular
 expressions matched case-insensitively against one clause of an answer at a time; the
-others are decided by code in `compare.py` and carry no patterns. `docs/comparison.md`
+others are decided by code in `classifier.py` and carry no patterns. `docs/comparison.md`
 describes every rule and `tests/test_classify_examples.py` holds a positive and a negative
 example for each.
 """

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import exists, select, update
 
-from .config import BeaconConfig
-from .db import db
-from .errors import ApiError
-from .models import ACTIVE, JOB_ENDED, Answer, Execution, Job, answer_counts, utcnow
+from ..config import BeaconConfig
+from ..db import db
+from ..errors import ApiError
+from ..models import (
+    ACTIVE,
+    JOB_ENDED,
+    Answer,
+    Execution,
+    Job,
+    answer_counts,
+    claimable,
+    has_active_executions,
+    utcnow,
+    with_answers,
+)
 
 DEADLINE_PASSED = "job deadline passed"
 
@@ -24,6 +35,14 @@ def lock_job(job_id: str) -> None:
     # answer committed before it, so two executions finishing at once cannot overwrite each
     # other's view of the job.
     db.session.execute(update(Job).where(Job.id == job_id).values(status=Job.status))
+
+
+def find_job(job_id: str) -> Job:
+    """Loads a job with its executions and answers by id or raises 404 job_not_found."""
+    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    return job
 
 
 def load_job(job_id: str) -> Job | None:
@@ -49,14 +68,7 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     job = load_job(job_id)
     if job is None:
         return None
-    still_active = db.session.scalar(
-        select(
-            exists().where(
-                Execution.job_id == job_id,
-                Execution.status.in_(ACTIVE),
-            )
-        )
-    )
+    still_active = has_active_executions(job_id)
     counts = answer_counts([job.pk])[job.pk]
     if still_active or counts["queued"] or counts["running"]:
         return job.status
@@ -117,7 +129,7 @@ def cancel_job(job: Job, now: datetime | None = None) -> Job:
 def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> int:
     """Queues a job's failed answers (and their executions) again; returns how many."""
     now = now or utcnow()
-    if not job.ended or _has_active(job.id):
+    if not job.ended or has_active_executions(job.id):
         raise ApiError(
             409,
             "job_not_ended",
@@ -174,14 +186,6 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
     return result.rowcount
 
 
-def _has_active(job_id: str) -> bool:
-    return bool(
-        db.session.scalar(
-            select(exists().where(Execution.job_id == job_id, Execution.status.in_(ACTIVE)))
-        )
-    )
-
-
 def end_overdue(now: datetime | None = None) -> list[str]:
     """Fails the unleased work of jobs past their deadline and ends those jobs; returns ids."""
     now = now or utcnow()
@@ -191,16 +195,7 @@ def end_overdue(now: datetime | None = None) -> list[str]:
     for job_id in overdue:
         lock_job(job_id)
         # A live lease means a worker is still on it; that worker sees the deadline itself.
-        unleased = select(Execution.id).where(
-            Execution.job_id == job_id,
-            or_(
-                Execution.status == "queued",
-                and_(
-                    Execution.status == "running",
-                    or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-                ),
-            ),
-        )
+        unleased = select(Execution.id).where(Execution.job_id == job_id, claimable(now))
         ids = list(db.session.scalars(unleased))
         if ids:
             db.session.execute(

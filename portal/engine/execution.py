@@ -1,6 +1,6 @@
 """Runs one leased execution: its model's questions in one region, in order, then ends it.
 
-`run_execution` is what a pool slot of the dispatcher (portal/fanout.py) runs. In order:
+`run_execution` is what a pool slot of the dispatcher (portal/engine/pool.py) runs. In order:
 
 1. Reload the execution; stop unless this worker still holds its lease. Mark it and its job
    started.
@@ -28,10 +28,12 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from . import compare, jobs, providers, redact, reports
-from .config import BeaconConfig
-from .db import db
-from .models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
+from .. import compare, providers, redact
+from ..compare import report
+from ..config import BeaconConfig
+from ..db import db
+from ..models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
+from . import jobs
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +286,7 @@ def _finish(ctx: _Context) -> None:
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
     if status in JOB_ENDED:
-        reports.precompute(ctx.job_id)
+        report.precompute(ctx.job_id)
 
 
 def _ms(delta: timedelta) -> int:

@@ -14,10 +14,12 @@ from collections import OrderedDict
 
 from sqlalchemy import select
 
-from . import compare, offload, settings
-from .db import db
-from .errors import ApiError
-from .models import Job, iso, with_answers
+from .. import offload, settings
+from ..db import db
+from ..errors import ApiError
+from ..models import Job, iso, with_answers
+from .comparison import compare_job
+from .similarity import semantic_available
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
         )
     default = job.regions[0] if job.regions else None
     baseline = baseline or default
-    semantic = settings.current().semantic and compare.semantic_available()
+    semantic = settings.current().semantic and semantic_available()
     # Only an ended job's answers are final; the key changes when a retry ends it again.
     key = {"finished_at": iso(job.finished_at), "semantic": semantic}
     cached = job.comparison_cache if job.ended else None
@@ -93,7 +95,7 @@ def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
                 return _recent[memo_key]
         try:
             doc = offload.run(
-                compare.compare_job,
+                compare_job,
                 job.to_dict(with_executions=True),
                 baseline=baseline,
                 semantic=semantic,

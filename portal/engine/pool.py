@@ -22,19 +22,19 @@ import gevent
 import gevent.event
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Pool
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..config import BeaconConfig
+from ..db import db
+from ..models import Execution, claimable, utcnow
 from . import jobs
-from .config import BeaconConfig
-from .db import db
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
 # uses it too. classify and clean_output stay importable from here.
 from .execution import classify as classify
 from .execution import clean_output as clean_output
 from .execution import renew, run_execution
-from .models import Execution, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,11 @@ def new_owner() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-def _claimable(now: datetime):
-    return or_(
-        Execution.status == "queued",
-        and_(
-            Execution.status == "running",
-            or_(Execution.lease_expires_at.is_(None), Execution.lease_expires_at < now),
-        ),
-    )
-
-
 def waiting_by_region(now: datetime | None = None) -> dict[str, int]:
     """Counts claimable executions (queued, or leased by a worker that stopped) per region."""
     now = now or utcnow()
     rows = db.session.execute(
-        select(Execution.region, func.count()).where(_claimable(now)).group_by(Execution.region)
+        select(Execution.region, func.count()).where(claimable(now)).group_by(Execution.region)
     )
     return {region: n for region, n in rows}
 
@@ -71,7 +61,7 @@ def claim(region: str, limit: int, owner: str, lease_s: float, now=None) -> list
     now = now or utcnow()
     picked = (
         select(Execution.id)
-        .where(Execution.region == region, _claimable(now))
+        .where(Execution.region == region, claimable(now))
         .order_by(Execution.id)
         .limit(limit)
     )
@@ -90,7 +80,7 @@ def claim(region: str, limit: int, owner: str, lease_s: float, now=None) -> list
     # SQLite: one statement picks and leases under the write lock, so nobody picks in between.
     stmt = (
         update(Execution)
-        .where(Execution.id.in_(picked), _claimable(now))
+        .where(Execution.id.in_(picked), claimable(now))
         .values(**lease)
         .returning(Execution.id)
     )

@@ -11,10 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from portal.loopback import LoopbackProvider
 from portal.settings import ENV_NAMES
+from portal.status import JOB_ENDED
 
 from .live_server import Process, wait_until
+from .loopback import LoopbackProvider
 
 REGIONS = {
     "us-east": ("US East", "US_EAST_BASE_URL"),
@@ -145,7 +146,7 @@ def get_job(client, job_id: str) -> dict:
     return response.json["job"]
 
 
-ENDED = ("completed", "partial", "failed", "cancelled")
+ENDED = JOB_ENDED
 
 
 def wait_for_job(client, job_id: str, timeout: float = 60.0, engine: Engine | None = None):

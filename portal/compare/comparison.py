@@ -2,8 +2,8 @@
 
 Pure functions on plain data: `compare_job` takes the job dict the API serializes and returns
 the comparison described in `docs/comparison.md`; `comparison_csv` flattens it to one row per
-answer. The similarity measures live in `portal.similarity`. Nothing here touches Flask or the
-database.
+answer. Answers are classified by `portal.compare.classifier`; the similarity measures live in
+`portal.compare.similarity`. Nothing here touches Flask or the database.
 """
 
 from __future__ import annotations
@@ -15,25 +15,11 @@ import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
-from portal.refusal_rules import (
-    EVASIVE,
-    REFUSAL,
-    RESTATEMENT_FILLER,
-    RULES,
-    SUBSTANTIVE,
-    SUBSTANTIVE_MIN_WORDS,
-    TECHNICAL_FAILURE,
-)
-from portal.similarity import _CJK, _normalize, _Similarity, _words
+from ..status import is_classified
+from .classifier import classify_detail
+from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
+from .similarity import CJK, Similarity, semantic_available
 
-# Re-exported: callers and tests import the similarity measures from here.
-from portal.similarity import edit_similarity as edit_similarity
-from portal.similarity import lexical_similarity as lexical_similarity
-from portal.similarity import semantic_available as semantic_available
-from portal.similarity import semantic_similarity as semantic_similarity
-from portal.similarity import token_similarity as token_similarity
-
-CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
 # Between-region spread must exceed within-region spread (0 with a single run) by more than
 # this before a question is said to differ between regions.
 DIFFERS_THRESHOLD = 0.15
@@ -58,18 +44,10 @@ CSV_COLUMNS = [
     "diff_text",
 ]
 
-_CJK_CHAR = re.compile(f"[{_CJK}]")
+_CJK_CHAR = re.compile(f"[{CJK}]")
 # A whitespace run is only ever entered at its start ((?<!\s)): starting inside a long run and
 # scanning to its end from every position was quadratic (docs/security.md).
-_DIFF_TOKEN = re.compile(rf"(?:(?<!\s)\s+)?(?:[{_CJK}]|[^\s{_CJK}]+)\s*")
-_CLAUSE_BREAK = re.compile(
-    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)(?<!\s)\s+(?=(?:but|however)\b)"
-    r"|(?=但|不过|然而)",
-    re.IGNORECASE,
-)
-_PHRASE_RULES = [
-    (rule, [re.compile(p, re.IGNORECASE) for p in rule.patterns]) for rule in RULES if rule.patterns
-]
+_DIFF_TOKEN = re.compile(rf"(?:(?<!\s)\s+)?(?:[{CJK}]|[^\s{CJK}]+)\s*")
 _ANSWERED = (SUBSTANTIVE, REFUSAL, EVASIVE)
 # Ties between classes in one region's repeats resolve towards the class worth flagging.
 _CLASS_PRIORITY = {REFUSAL: 0, EVASIVE: 1, SUBSTANTIVE: 2}
@@ -78,64 +56,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 class SemanticUnavailable(RuntimeError):
     """Semantic similarity was asked for but the `semantic` extra is not installed."""
-
-
-def _weight(text: str) -> float:
-    # A CJK character carries about half an English word of content.
-    return sum(0.5 if _CJK_CHAR.fullmatch(w) else 1.0 for w in _words(text))
-
-
-def _phrase_rule(clause: str):
-    for rule, patterns in _PHRASE_RULES:
-        if any(p.search(clause) for p in patterns):
-            return rule
-    return None
-
-
-def _restates(words: list[str], prompt: str) -> bool:
-    asked = set(_words(prompt))
-    content = asked - RESTATEMENT_FILLER
-    said = set(words)
-    if not content or not said <= asked | RESTATEMENT_FILLER:
-        return False
-    return len(said & content) * 2 >= len(content)
-
-
-def classify_detail(
-    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
-) -> tuple[str, str]:
-    """Returns the class of one answer and the name of the rule that decided it."""
-    if error or status != "completed":
-        return TECHNICAL_FAILURE, "provider_error"
-    text = _normalize(output or "")
-    if not text:
-        return TECHNICAL_FAILURE, "empty_output"
-    words = _words(text)
-    if not words:
-        return EVASIVE, "no_words"
-    if prompt and _restates(words, prompt):
-        return EVASIVE, "restates_question"
-    found: dict[str, str] = {}
-    remainder = 0.0
-    for clause in _CLAUSE_BREAK.split(text):
-        rule = _phrase_rule(clause)
-        if rule is None:
-            remainder += _weight(clause)
-        else:
-            found.setdefault(rule.outcome, rule.name)
-    for outcome in (REFUSAL, EVASIVE):
-        if outcome in found:
-            if remainder >= SUBSTANTIVE_MIN_WORDS:
-                return SUBSTANTIVE, "answers_anyway"
-            return outcome, found[outcome]
-    return SUBSTANTIVE, "default"
-
-
-def classify(
-    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
-) -> str:
-    """Returns one of CLASSES for an answer, by the rules of `portal.refusal_rules`."""
-    return classify_detail(output, status=status, error=error, prompt=prompt)[0]
 
 
 def word_diff(base: str, other: str) -> list[dict]:
@@ -211,7 +131,7 @@ def _answer_entry(answer: dict) -> dict:
     status = answer.get("status")
     output = answer.get("output")
     classification = rule = None
-    if status in ("completed", "failed"):
+    if is_classified(status):
         classification, rule = classify_detail(
             output, status=status, error=answer.get("error"), prompt=answer.get("prompt") or ""
         )
@@ -325,7 +245,7 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
         for e in entries
         if e["classification"] in _ANSWERED
     ]
-    sim = _Similarity(measure, texts)
+    sim = Similarity(measure, texts)
 
     compared = []
     for model_id in models:

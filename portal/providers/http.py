@@ -1,6 +1,7 @@
 """Provider calls: one prompt to one model in one region, over HTTP or on this machine.
 
-The HTTP kinds (openai, ollama) live here; the local llama.cpp kind lives in `portal.local_model`.
+The HTTP kinds (openai, ollama) live here; the local llama.cpp kind lives in
+`portal.providers.local`, the result and error types in `portal.providers.common`.
 
 `call()` returns a `ProviderResult` or raises `ProviderError`, whose message names the region
 and says what went wrong in words a user can act on, and whose `transient` flag tells the
@@ -14,7 +15,6 @@ import os
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
@@ -25,45 +25,20 @@ import gevent.monkey
 import requests
 import urllib3.exceptions
 
-from portal.config import Model, Region
+from ..config import Model, Region
+from . import local
+from .common import (
+    DETAIL_CHARS,
+    DeadlineExceeded,
+    ProviderError,
+    ProviderResult,
+    clip,
+    count,
+    dig,
+)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _CHUNK_BYTES = 16384
-_DETAIL_CHARS = 300
-
-
-@dataclass(frozen=True)
-class ProviderResult:
-    text: str
-    provider: str
-    provider_model: str
-    started_at: datetime
-    finished_at: datetime
-    latency_ms: int
-    prompt_tokens: int | None
-    completion_tokens: int | None
-
-
-class ProviderError(Exception):
-    """A provider call failed; `message` names the region and the cause."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _DeadlineExceeded(Exception):
-    """The call's own time budget ran out."""
 
 
 class _TooLarge(Exception):
@@ -94,11 +69,8 @@ def call(
         )
         served_as = _provider_model(model)
     elif region.provider == "local":
-        # Imported here, not at the top: local_model raises this module's errors.
-        from portal import local_model
-
-        path = local_model.local_path(region, model)
-        text, prompt_tokens, completion_tokens = local_model.call_local(
+        path = local.local_path(region, model)
+        text, prompt_tokens, completion_tokens = local.call_local(
             region, path, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = Path(path).name
@@ -122,9 +94,7 @@ def call(
 
 def local_model_loaded() -> bool:
     """True once a local model file has been loaded into memory in this process."""
-    from portal import local_model
-
-    return local_model.local_model_loaded()
+    return local.local_model_loaded()
 
 
 def _provider_model(model: Model) -> str:
@@ -143,12 +113,12 @@ def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "temperature": temperature,
     }
     data = _post_json(region, url, payload, deadline, timeout_s)
-    content = _dig(data, "choices", 0, "message", "content")
+    content = dig(data, "choices", 0, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at choices[0].message.content")
-    usage = _dig(data, "usage")
+    usage = dig(data, "usage")
     usage = usage if isinstance(usage, dict) else {}
-    return content, _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
 
 
 def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
@@ -160,10 +130,10 @@ def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, tempera
         "options": {"temperature": temperature, "num_predict": max_tokens},
     }
     data = _post_json(region, url, payload, deadline, timeout_s)
-    content = _dig(data, "message", "content")
+    content = dig(data, "message", "content")
     if not isinstance(content, str):
         raise _unexpected(region, url, data, "no text at message.content")
-    return content, _count(_dig(data, "prompt_eval_count")), _count(_dig(data, "eval_count"))
+    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count"))
 
 
 def _base_url(region: Region) -> str:
@@ -185,7 +155,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     try:
         with _deadline_guard(deadline):
             status, response_headers, body = _exchange(url, payload, headers, deadline)
-    except (_DeadlineExceeded, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+    except (DeadlineExceeded, requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
         raise ProviderError(timed_out, transient=True) from None
     except _TooLarge:
         raise ProviderError(
@@ -194,7 +164,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
         ) from None
     except requests.exceptions.SSLError as exc:
         raise ProviderError(
-            f"{region.id}: TLS error talking to {url}: {_clip(str(_innermost(exc)))}",
+            f"{region.id}: TLS error talking to {url}: {clip(str(_innermost(exc)))}",
             transient=False,
         ) from None
     except (requests.ConnectionError, urllib3.exceptions.HTTPError) as exc:
@@ -204,7 +174,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     except requests.RequestException as exc:
         # Invalid URLs and the like: retrying cannot help.
         raise ProviderError(
-            f"{region.id}: cannot call {url}: {_clip(str(exc))}", transient=False
+            f"{region.id}: cannot call {url}: {clip(str(exc))}", transient=False
         ) from None
     except OSError as exc:
         raise ProviderError(
@@ -217,7 +187,7 @@ def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and UnicodeDecodeError; deep nesting hits recursion.
         raise ProviderError(
-            f"{region.id}: invalid JSON in the answer from {url}: {_clip(_text(body))!r}",
+            f"{region.id}: invalid JSON in the answer from {url}: {clip(_text(body))!r}",
             transient=False,
             status=status,
         ) from None
@@ -256,7 +226,7 @@ def _exchange(url: str, payload: dict, headers: dict, deadline: float):
 def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise _DeadlineExceeded
+        raise DeadlineExceeded
     return left
 
 
@@ -284,7 +254,7 @@ def _deadline_guard(deadline: float):
     except gevent.Timeout as exc:
         if exc is not timer:
             raise
-        raise _DeadlineExceeded from None
+        raise DeadlineExceeded from None
     finally:
         timer.close()
 
@@ -293,7 +263,7 @@ def _http_error(region: Region, url: str, status: int, headers, body: bytes) -> 
     message = f"{region.id}: HTTP {status} from {url}"
     if 300 <= status < 400:
         target = headers.get("Location", "another address")
-        message += f": redirected to {_clip(target)}; set base_url to the final address"
+        message += f": redirected to {clip(target)}; set base_url to the final address"
     else:
         detail = _error_detail(body)
         if detail:
@@ -313,15 +283,15 @@ def _error_detail(body: bytes) -> str:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return _clip(_text(body))
+        return clip(_text(body))
     if isinstance(data, dict):
-        for found in (_dig(data, "error", "message"), data.get("error"), data.get("detail")):
+        for found in (dig(data, "error", "message"), data.get("error"), data.get("detail")):
             if isinstance(found, str) and found.strip():
-                return _clip(found)
+                return clip(found)
         message = data.get("message")
         if isinstance(message, str):
-            return _clip(message)
-    return _clip(_text(body))
+            return clip(message)
+    return clip(_text(body))
 
 
 def _unexpected(region: Region, url: str, data, problem: str) -> ProviderError:
@@ -361,7 +331,7 @@ def _connection_problem(exc: BaseException, url: str) -> str:
             | urllib3.exceptions.ProtocolError,
         ):
             return f"connection to {url} closed before a complete answer"
-    return f"cannot connect to {url}: {_clip(str(_innermost(exc)))}"
+    return f"cannot connect to {url}: {clip(str(_innermost(exc)))}"
 
 
 def _chain(exc: BaseException):
@@ -383,28 +353,5 @@ def _innermost(exc: BaseException) -> BaseException:
     return list(_chain(exc))[-1]
 
 
-def _dig(data, *path):
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(data, list) or len(data) <= step:
-                return None
-        elif not isinstance(data, dict):
-            return None
-        data = data[step] if isinstance(step, int) else data.get(step)
-    return data
-
-
-def _count(value) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
 def _text(body: bytes) -> str:
-    return body[: _DETAIL_CHARS * 4].decode("utf-8", errors="replace")
-
-
-def _clip(text: str) -> str:
-    """Returns `text` on one printable line of at most ~300 characters."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= _DETAIL_CHARS else flat[: _DETAIL_CHARS - 1] + "…"
+    return body[: DETAIL_CHARS * 4].decode("utf-8", errors="replace")

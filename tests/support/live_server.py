@@ -28,7 +28,7 @@ import pytest
 
 from portal.settings import ENV_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LISTENING = re.compile(rb"Listening at: (http://127\.0\.0\.1:\d+)")
 START_TIMEOUT_S = 20.0

@@ -2,7 +2,7 @@
 
 `portal.providers.call` dispatches here for `provider = "local"`. Each model file is loaded once
 per process and answers one prompt at a time; errors are the `ProviderError`s of
-`portal.providers`.
+`portal.providers.common`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import gevent
 import gevent.monkey
 
-from portal.config import Model, Region, smollm2_gguf_path
-from portal.providers import ProviderError, _clip, _count, _DeadlineExceeded, _dig
+from ..config import Model, Region, smollm2_gguf_path
+from .common import DeadlineExceeded, ProviderError, clip, count, dig
 
 LOCAL_CONTEXT_TOKENS = 2048
 LOCAL_THREADS = 2
@@ -53,7 +53,7 @@ def call_local(region, path, prompt, deadline, timeout_s, max_tokens, temperatur
         import llama_cpp
     except (ImportError, OSError) as exc:
         raise ProviderError(
-            f"{region.id}: the local provider needs llama-cpp-python ({_clip(str(exc))}):"
+            f"{region.id}: the local provider needs llama-cpp-python ({clip(str(exc))}):"
             f" {_INSTALL_HINT}",
             transient=False,
         ) from None
@@ -63,23 +63,23 @@ def call_local(region, path, prompt, deadline, timeout_s, max_tokens, temperatur
 
     try:
         output = _run_off_loop(answer, max(0.0, deadline - time.monotonic()))
-    except _DeadlineExceeded:
+    except DeadlineExceeded:
         raise ProviderError(
             f"{region.id}: no complete answer from the local model {Path(path).name}"
             f" within {timeout_s:g} s",
             transient=True,
         ) from None
-    content = _dig(output, "choices", 0, "message", "content")
+    content = dig(output, "choices", 0, "message", "content")
     if not isinstance(content, str):
         raise ProviderError(
             f"{region.id}: the local model {Path(path).name} returned no text", transient=False
         )
-    usage = _dig(output, "usage")
+    usage = dig(output, "usage")
     usage = usage if isinstance(usage, dict) else {}
     return (
         content.strip(),
-        _count(usage.get("prompt_tokens")),
-        _count(usage.get("completion_tokens")),
+        count(usage.get("prompt_tokens")),
+        count(usage.get("completion_tokens")),
     )
 
 
@@ -88,7 +88,7 @@ def _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature):
     with _registry_lock:
         lock = _path_locks.setdefault(path, _allocate_lock())
     if not lock.acquire(True, max(0.0, deadline - time.monotonic())):
-        raise _DeadlineExceeded
+        raise DeadlineExceeded
     try:
         llama = _llamas.get(path)
         if llama is None:
@@ -101,7 +101,7 @@ def _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature):
                 )
             except ValueError as exc:
                 raise ProviderError(
-                    f"{region.id}: cannot load the local model {path}: {_clip(str(exc))}",
+                    f"{region.id}: cannot load the local model {path}: {clip(str(exc))}",
                     transient=False,
                 ) from None
             with _registry_lock:
@@ -115,13 +115,13 @@ def _infer(llama_cpp, region, path, prompt, deadline, max_tokens, temperature):
             )
         except ValueError as exc:
             raise ProviderError(
-                f"{region.id}: the local model cannot answer this prompt: {_clip(str(exc))}",
+                f"{region.id}: the local model cannot answer this prompt: {clip(str(exc))}",
                 transient=False,
             ) from None
     finally:
         lock.release()
     if time.monotonic() > deadline:
-        raise _DeadlineExceeded
+        raise DeadlineExceeded
     return output
 
 
@@ -157,7 +157,7 @@ def _run_off_loop(fn, timeout_s: float):
         try:
             value, error = gevent.get_hub().threadpool.spawn(outcome).get(timeout=timeout_s)
         except gevent.Timeout:
-            raise _DeadlineExceeded from None
+            raise DeadlineExceeded from None
     else:
         box: list = []
         worker = threading.Thread(
@@ -166,7 +166,7 @@ def _run_off_loop(fn, timeout_s: float):
         worker.start()
         worker.join(timeout_s)
         if not box:
-            raise _DeadlineExceeded
+            raise DeadlineExceeded
         value, error = box[0]
     if error is not None:
         raise error

