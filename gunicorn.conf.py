@@ -14,9 +14,15 @@ control_socket_disable = True
 
 
 def post_worker_init(worker):
-    """Starts this worker's dispatcher once gevent has patched it and the app has loaded."""
+    """Logs the keys this worker trusts and starts its dispatcher once the app has loaded."""
+    from portal import trust
     from portal.engine import pool
 
+    beacon = worker.wsgi.extensions["beacon"]
+    # Which keys may submit is read from this process's environment: say so where it starts.
+    worker.log.info(
+        "trusted keys: %s", trust.describe(beacon.trusted_keys, beacon.portal_public_key)
+    )
     worker.beacon_dispatcher = pool.start_dispatcher(worker.wsgi)
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import admin, api, api_answers, cli, pages, ratelimit, settings, views_errors
+    from . import admin, api, api_answers, cli, pages, params, ratelimit, settings, views_errors
     from .db import db, migrate
 
     app = Flask(
@@ -43,5 +43,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api_answers.bp)
     app.register_blueprint(pages.bp)
     views_errors.register(app)
+    params.register(app)
     cli.register(app)
     return app

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import re
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, offload, openapi, settings
+from . import __version__, compare, intake, offload, openapi, params, settings
 from .api_answers import job_document
 from .compare import report
 from .db import db
@@ -18,15 +17,14 @@ from .engine import jobs
 from .engine.jobs import find_job
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
+from .paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 from .status import JOB_STATUSES, RUN_STATUSES
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 
 EXECUTION_STATUSES = RUN_STATUSES
-MAX_LIMIT = 200
 MAX_ROW_ID = 2**63 - 1
-DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 @health_bp.get("/health")
@@ -61,10 +59,21 @@ def read_body(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, "too_large", f"the body is {length} bytes; the limit is {limit}")
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
+    stream = request.stream
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        # A chunked body: Werkzeug's stream stops quietly at MAX_CONTENT_LENGTH, so a body cut
+        # there would read as truncated JSON. The server's own (de-chunked) stream tells.
+        stream = request.environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
         raise ApiError(413, "too_large", f"the body is over the limit of {limit} bytes")
-    return raw
+    return b"".join(chunks)
 
 
 @bp.get("/jobs")
@@ -96,7 +105,7 @@ def get_job(job_id: str):
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
     job = find_job(job_id)
-    doc = {"comparison": report.job_comparison(job, request.args.get("baseline"))}
+    doc = {"comparison": report.job_comparison(job, _baseline())}
     # Megabytes of answers and diffs for a big job: encoded off the event loop.
     body = offload.run(current_app.json.dumps, doc)
     return current_app.response_class(body + "\n", mimetype="application/json")
@@ -106,7 +115,7 @@ def get_comparison(job_id: str):
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
     job = find_job(job_id)
-    comparison = report.job_comparison(job, request.args.get("baseline"))
+    comparison = report.job_comparison(job, _baseline())
     text = offload.run(compare.comparison_csv, comparison)
     return Response(
         text,
@@ -159,6 +168,8 @@ def list_executions():
         if value:
             if name == "status":
                 _check_choice("status", value, EXECUTION_STATUSES)
+            if name == "region":
+                value = params.region_id(value, settings.current().config)
             query = query.where(getattr(Execution, name) == value)
     limit, cursor = _page_args()
     if cursor is not None:
@@ -237,8 +248,12 @@ def get_openapi():
     return jsonify(openapi.document(__version__))
 
 
+def _baseline() -> str | None:
+    return params.region_id(request.args.get("baseline"), settings.current().config)
+
+
 def _page_args() -> tuple[int, int | None]:
-    raw_limit = request.args.get("limit", "50")
+    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
     raw_cursor = request.args.get("cursor")
     if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise ApiError(

@@ -21,6 +21,9 @@ _GRACE = timedelta(seconds=30)
 
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
+    from .recompare import recompare_command
+
+    beacon.add_command(recompare_command)
     app.cli.add_command(beacon)
 
 
@@ -83,19 +86,21 @@ def sign_command(file: Path, key_file: Path | None, fresh: bool, output: Path | 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verify_command(file: Path):
     """Says which scheme verifies a signed JobSpec and whether its key is trusted here."""
-    from .errors import ApiError
+    from .errors import DomainError
     from .jobspec import unwrap
 
     try:
         spec = unwrap(signing.load_json(file.read_bytes()))
         verified = signing.verify(spec, allow_legacy=True)
-    except (ValueError, ApiError, signing.SignatureError) as exc:
+    except (ValueError, DomainError, signing.SignatureError) as exc:
         message = getattr(exc, "message", exc)
         raise click.ClickException(f"{file}: does not verify: {message}") from None
     s = settings.current()
     click.echo(f"{file}: verifies under {verified.scheme}; spec_hash {verified.spec_hash}")
     if verified.scheme != "beacon-jcs-v1" and not s.config.intake.legacy_signatures:
         click.echo("  note: legacy signatures are switched off in this portal's configuration")
+    # The trust list is this shell's: a running server checks the one in its own environment.
+    click.echo(f"  trust list checked: {_trust_source(s)}")
     try:
         key = trust.check_trust(
             verified.public_key, s.trusted_keys, s.portal_public_key, datetime.now(UTC)
@@ -103,7 +108,28 @@ def verify_command(file: Path):
         click.echo(f"  key {verified.public_key} is trusted here (kid {key.kid})")
     except trust.TrustError as exc:
         click.echo(f"  key {verified.public_key} is NOT trusted here: {exc.code}: {exc.message}")
+        click.echo(
+            "  (a running portal checks the BEACON_TRUSTED_KEYS of its own shell: give both "
+            "shells the same value to get the same answer)"
+        )
         sys.exit(3)
+
+
+def _trust_source(s: settings.Settings) -> str:
+    """Says whose trust list `verify` read: this shell's variable and the portal's own key."""
+    import os
+
+    from flask import current_app
+
+    listed = trust.describe(s.trusted_keys, None) or "empty"
+    if os.environ.get("BEACON_SIGNING_KEY"):
+        portal = "BEACON_SIGNING_KEY"
+    else:
+        portal = str(Path(current_app.instance_path) / "portal_signing_key")
+    return (
+        f"this shell's BEACON_TRUSTED_KEYS ({listed}) and the portal key "
+        f"{s.portal_public_key[:8]}… from {portal}"
+    )
 
 
 def _now_iso() -> str:
@@ -127,6 +153,11 @@ def _seed(key_file: Path | None) -> bytes:
 
     raw = key_file.read_text().strip() if key_file else os.environ.get("BEACON_USER_KEY")
     if not raw:
+        click.echo(
+            "warning: BEACON_USER_KEY is not set and no --key-file was given: signing with this "
+            "portal's own key, which only this portal (and its instance folder) trusts",
+            err=True,
+        )
         return settings.current().signing_seed
     try:
         return signing.decode_seed(raw)
@@ -153,6 +184,8 @@ def worker_command():
         )
     app = current_app._get_current_object()
     dispatcher = pool.Dispatcher(app).start()
+    s = settings.current()
+    click.echo(f"trusted keys: {trust.describe(s.trusted_keys, s.portal_public_key)}", err=True)
     click.echo(
         f"worker {dispatcher.owner}: pool {dispatcher.pool.size}, "
         f"lease {dispatcher.config.execution.lease_s:g} s; stop with Ctrl-C",

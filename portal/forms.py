@@ -53,7 +53,11 @@ class JobForm(FlaskForm):
         self.models.choices = [(m.id, f"{m.icon} {m.name}") for m in config.models.values()]
         self.regions.choices = [(r.id, r.name) for r in config.regions.values()]
         if not self.is_submitted():
-            # Defaults: every model and every region; no question until one is picked.
+            # Defaults: every model, every region and the control questions (which should read
+            # the same everywhere), so a form submitted untouched is already a useful job.
+            self.questions.data = [
+                q.id for q in config.questions.values() if q.category == "control"
+            ]
             self.models.data = [m.id for m in config.models.values()]
             self.regions.data = [r.id for r in config.regions.values()]
 

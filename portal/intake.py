@@ -1,7 +1,7 @@
 """Submission of a signed JobSpec: verify, trust, replay checks, normalize, store (SPEC 4-5).
 
 `submit_jobspec` is the one path by which a job enters the portal, for the API, the web form and
-the command line alike. A refusal raises `ApiError` and leaves no row behind.
+the command line alike. A refusal raises a `DomainError` and leaves no row behind.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from . import jobspec, settings, signing, trust
 from .config import BeaconConfig
 from .db import db
-from .errors import ApiError
+from .errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
 from .models import Answer, Execution, Job, UsedNonce, utcnow, with_answers
 
 
@@ -41,11 +41,11 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > limit:
         # Every path (API, form, command line) verifies at most this many bytes.
-        raise ApiError(413, "too_large", f"the JobSpec is over the limit of {limit} bytes")
+        raise Invalid("too_large", f"the JobSpec is over the limit of {limit} bytes")
     try:
         body = signing.load_json(raw)
     except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise Invalid("invalid_json", f"the body is not valid JSON: {exc}") from None
     spec = jobspec.unwrap(body)
     jobspec.check_types(spec)
     now = ctx.now or utcnow()
@@ -54,7 +54,8 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     try:
         signing.check_form(spec)
     except signing.SignatureError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        raise refusal(exc.code, exc.message) from None
     key = _trust(spec["public_key"], ctx, now)
     verified = _verify(spec, ctx.config.intake.legacy_signatures)
     # Fields a legacy scheme leaves unsigned are dropped when a beacon-jcs-v1 signer may
@@ -69,9 +70,7 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     normalized = jobspec.normalize(spec, ctx.config)
     job_id = normalized.job_id or f"job-{verified.spec_hash[:16]}"
     if db.session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
-        raise ApiError(
-            409, "id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id}
-        )
+        raise Conflict("id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id})
     jobspec.check_timestamp(normalized.timestamp, now, ctx.config.intake.timestamp_window_s)
     if normalized.nonce is not None and _nonce_used(verified.public_key, normalized.nonce):
         raise _nonce_error(normalized.nonce)
@@ -91,23 +90,23 @@ def _verify(spec: dict, allow_legacy: bool) -> signing.Verified:
     try:
         return signing.verify(spec, allow_legacy=allow_legacy)
     except signing.SignatureError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        raise refusal(exc.code, exc.message) from None
 
 
 def _trust(public_key: str, ctx: IntakeContext, now: datetime) -> trust.TrustedKey:
     try:
         return trust.check_trust(public_key, ctx.trusted_keys, ctx.portal_public_key, now)
     except trust.TrustError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        raise Forbidden(exc.code, exc.message) from None
 
 
 def _nonce_used(public_key: str, nonce: str) -> bool:
     return db.session.get(UsedNonce, (public_key, nonce)) is not None
 
 
-def _nonce_error(nonce: str) -> ApiError:
-    return ApiError(
-        409,
+def _nonce_error(nonce: str) -> DomainError:
+    return Conflict(
         "nonce_reused",
         f"metadata.nonce {nonce!r} was already used by this key",
         {"metadata.nonce": nonce},
@@ -175,6 +174,4 @@ def _after_race(verified, job_id: str, nonce: str | None) -> tuple[Job, bool]:
         return existing, False
     if nonce is not None and _nonce_used(verified.public_key, nonce):
         raise _nonce_error(nonce)
-    raise ApiError(
-        409, "id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id}
-    )
+    raise Conflict("id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .config import BeaconConfig, Model, Region
-from .errors import ApiError
+from .errors import Invalid
 
 MAX_RUNS = 10
 MAX_ANSWERS = 10_000
@@ -63,9 +63,9 @@ class NormalizedSpec:
         return len(self.models) * len(self.regions) * len(self.questions) * self.runs
 
 
-def invalid(code: str, message: str, fields: dict | None = None) -> ApiError:
-    """Builds a 400 refusal of the spec."""
-    return ApiError(400, code, message, fields)
+def invalid(code: str, message: str, fields: dict | None = None) -> Invalid:
+    """Builds a refusal of the spec."""
+    return Invalid(code, message, fields)
 
 
 def unwrap(body: object) -> dict:

@@ -13,6 +13,7 @@ from .openapi_schemas import (
     obj,
     ref,
 )
+from .paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 
 
 def json_response(description: str, schema: dict) -> dict:
@@ -45,8 +46,12 @@ def any_status(status: dict) -> dict:
     return {**status, "enum": [*status["enum"], ""]}
 
 
-LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (50)")
-CURSOR = query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "`next` of a page")
+LIMIT = query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    f"page size ({DEFAULT_LIMIT})",
+)
+CURSOR = query("cursor", {"type": "string", "pattern": f"^{DIGITS.pattern}$"}, "`next` of a page")
 JOB_ID = path_param("job_id", {"type": "string"})
 BASELINE = query("baseline", STR, "region to diff against (default: the spec's first region)")
 
@@ -207,7 +212,7 @@ def paths() -> dict:
                 "parameters": [JOB_ID],
                 "responses": {
                     "200": json_response("the executions", listing(ref("Execution"))),
-                    **errors(404),
+                    **errors(400, 404),
                 },
             }
         },
@@ -226,21 +231,27 @@ def paths() -> dict:
             "get": {
                 "operationId": "list_models",
                 "summary": "Configured models",
-                "responses": {"200": json_response("models", listing(ref("Model")))},
+                "responses": {"200": json_response("models", listing(ref("Model"))), **errors(400)},
             }
         },
         "/api/v1/regions": {
             "get": {
                 "operationId": "list_regions",
                 "summary": "Configured regions",
-                "responses": {"200": json_response("regions", listing(ref("Region")))},
+                "responses": {
+                    "200": json_response("regions", listing(ref("Region"))),
+                    **errors(400),
+                },
             }
         },
         "/api/v1/questions": {
             "get": {
                 "operationId": "list_questions",
                 "summary": "The question bank",
-                "responses": {"200": json_response("questions", listing(ref("Question")))},
+                "responses": {
+                    "200": json_response("questions", listing(ref("Question"))),
+                    **errors(400),
+                },
             }
         },
         "/api/v1/openapi.json": {

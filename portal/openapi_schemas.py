@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .config import PROVIDER_KINDS
+from .jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
+from .signing import KEY_BYTES, SIGNATURE_BYTES
 from .status import JOB_STATUSES, RUN_STATUSES
 
 STR, INT, NUM, BOOL = (
@@ -33,6 +36,54 @@ def obj(properties: dict, required: list[str] | None = None) -> dict:
 
 def listing(item: dict) -> dict:
     return obj({"items": {"type": "array", "items": item}, "next": nullable(STR)})
+
+
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def json_type(types: tuple[type, ...]) -> str | list[str]:
+    """The JSON Schema type of a validator's accepted Python types (int and float: number)."""
+    names = [_JSON_TYPES[t] for t in types]
+    if "number" in names and "integer" in names:
+        names.remove("integer")
+    return names[0] if len(names) == 1 else names
+
+
+def base64_pattern(size: int) -> str:
+    """The pattern of standard padded base64 for exactly `size` bytes."""
+    pad = (3 - size % 3) % 3
+    return f"^[A-Za-z0-9+/]{{{(size + pad) // 3 * 4 - pad}}}{'=' * pad}$"
+
+
+def jobspec_properties() -> dict:
+    """The JobSpec's fields from the validators' own tables and limits (portal.jobspec)."""
+    props = {name: {"type": json_type(types)} for name, types in FIELD_TYPES.items()}
+    props["jobspec"] = {"type": "object"}
+    props["id"]["pattern"] = JOB_ID_PATTERN.pattern
+    props["runs"].update(minimum=1, maximum=MAX_RUNS)
+    for name, what, size in (
+        ("signature", "signature", SIGNATURE_BYTES),
+        ("public_key", "public key", KEY_BYTES),
+    ):
+        props[name]["pattern"] = base64_pattern(size)
+        props[name]["description"] = f"standard base64 of the {size}-byte Ed25519 {what}"
+    for name in ("models", "questions"):
+        props[name]["items"] = {"type": ["string", "object"]}
+    constraints = {name: {"type": json_type(t)} for name, t in CONSTRAINT_TYPES.items()}
+    constraints["regions"]["items"] = STR
+    constraints["min_regions"]["minimum"] = 0
+    constraints["min_success_rate"].update(minimum=0, maximum=1)
+    constraints["timeout"].update(minimum=0, description="job deadline in nanoseconds")
+    props["constraints"]["properties"] = constraints
+    return props
 
 
 STATUS_ANSWER = {"type": "string", "enum": list(RUN_STATUSES)}
@@ -135,7 +186,7 @@ SCHEMAS = {
             "id": STR,
             "name": STR,
             "aliases": {"type": "array", "items": STR},
-            "provider": {"type": "string", "enum": ["openai", "ollama", "local"]},
+            "provider": {"type": "string", "enum": list(PROVIDER_KINDS)},
             "max_concurrency": nullable(INT),
             "local": BOOL,
         }
@@ -147,6 +198,8 @@ SCHEMAS = {
             "baseline": nullable(STR),
             "measure": {"type": "string", "enum": ["lexical", "semantic"]},
             "differs_threshold": NUM,
+            "rules_version": STR,
+            "embedding_model": nullable(STR),
             "regions": {"type": "array", "items": obj({"id": STR, "name": STR})},
             "models": {
                 "type": "array",
@@ -166,42 +219,7 @@ SCHEMAS = {
     "JobSpec": {
         "type": "object",
         "description": 'A signed JobSpec (SPEC section 4), or the wrapper {"jobspec": {...}}.',
-        "properties": {
-            "signature": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9+/]{86}==$",
-                "description": "standard base64 of the 64-byte Ed25519 signature",
-            },
-            "public_key": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9+/]{43}=$",
-                "description": "standard base64 of the 32-byte Ed25519 public key",
-            },
-            "jobspec": {"type": "object"},
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"},
-            "jobspec_id": {"type": "string"},
-            "version": STR,
-            "benchmark": {"type": "object"},
-            "constraints": {
-                "type": "object",
-                "properties": {
-                    "regions": {"type": "array", "items": STR},
-                    "min_regions": {"type": "integer", "minimum": 0},
-                    "min_success_rate": {"type": "number", "minimum": 0, "maximum": 1},
-                    "timeout": {
-                        "type": "integer",
-                        "minimum": 0,
-                        "description": "job deadline in nanoseconds",
-                    },
-                    "provider_timeout": {"type": "integer"},
-                },
-            },
-            "metadata": {"type": ["object", "null"]},
-            "models": {"type": "array", "items": {"type": ["string", "object"]}},
-            "questions": {"type": ["array", "null"], "items": {"type": ["string", "object"]}},
-            "runs": {"type": "integer", "minimum": 1, "maximum": 10},
-            "created_at": STR,
-        },
+        "properties": jobspec_properties(),
         "additionalProperties": True,
     },
 }

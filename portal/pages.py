@@ -16,16 +16,16 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import admin, htmx, intake, settings, signing
+from . import admin, answer_views, htmx, intake, params, settings, signing
+from .bounds import MAX_ROW_ID, row_id_arg
 from .compare import report
 from .config import BeaconConfig
 from .db import db
 from .engine import jobs
 from .engine.jobs import find_job
-from .errors import ApiError
+from .errors import DomainError
 from .forms import ActionForm, JobForm, LoginForm
 from .models import ACTIVE, Execution, Job, answer_counts, utcnow
-from .params import MAX_ROW_ID, row_id_arg
 from .status import FINISHED, JobStatus, is_classified
 
 bp = Blueprint("pages", __name__)
@@ -128,6 +128,7 @@ def htmx_library():
     return htmx.send_library()
 
 
+@bp.get("/jobs")  # applied last, so "/" stays the address url_for builds
 @bp.get("/")
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
@@ -169,7 +170,7 @@ def create_job():
             # The form spends provider calls as the API does, so it shares the API's limit.
             current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
             job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
-        except ApiError as exc:
+        except DomainError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
             status = 429 if exc.status == 429 else status
@@ -179,7 +180,7 @@ def create_job():
     return htmx.render("new_job.html", "partials/job_form.html", context, status)
 
 
-def _field_for(exc: ApiError) -> str:
+def _field_for(exc: DomainError) -> str:
     for key in (*(exc.fields or {}), exc.code):
         if key in FIELD_OF:
             return FIELD_OF[key]
@@ -191,7 +192,7 @@ def job_detail(job_id: str):
     """Shows a job: header, live progress, one group per model with its regions side by side."""
     job = find_job(job_id)
     differs_only = request.args.get("differs") == "1"
-    baseline = request.args.get("baseline") or None
+    baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
         abort(404, f"This job has no region {baseline!r} to compare against.")
     context = job_detail_view(job, differs_only, baseline)
@@ -233,7 +234,17 @@ def execution_detail(execution_id: int):
     execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
     if execution is None:
         abort(404, f"No execution with id {execution_id}.")
-    context = {"execution": execution.to_dict(with_answers=True)}
+    context = answer_views.execution_context(execution)
+    # Classes come from the job's comparison, as on the job page.
+    comparison = report.job_comparison(find_job(execution.job_id))
+    entries = {
+        entry["answer_id"]: entry
+        for model in comparison["models"]
+        for question in model["questions"]
+        for entry in question["answers"]
+    }
+    doc = context["execution"]
+    doc["answers"] = [_answer_view(a, entries.get(a["id"])) for a in doc["answers"]]
     return htmx.render("execution.html", "partials/execution_body.html", context)
 
 
@@ -256,7 +267,7 @@ def api_docs():
 def login():
     """Asks for BEACON_ADMIN_TOKEN once per session."""
     token = settings.current().admin_token
-    next_url = _safe_next(request.args.get("next"))
+    next_url = htmx.safe_path(request.args.get("next")) or url_for("pages.list_jobs")
     if token is None:
         return htmx.redirect_to(next_url)
     form = LoginForm()
@@ -278,11 +289,6 @@ def logout():
     """Ends the admin session on the server and forgets the cookie's session."""
     admin.sign_out()
     return htmx.redirect_to(url_for("pages.list_jobs"))
-
-
-def _safe_next(raw: str | None) -> str:
-    """Returns `raw` when it is a path on this site, else the job list."""
-    return htmx.safe_path(raw) or url_for("pages.list_jobs")
 
 
 # View models: plain dicts built from the serializers, shared by pages and fragments.
@@ -308,29 +314,26 @@ def question_groups(config: BeaconConfig) -> dict[str, list]:
     return dict(groups)
 
 
-def job_comparison(job: Job, baseline: str | None) -> dict | None:
-    """Returns the cross-region comparison of an ended job; None while it runs."""
-    return report.job_comparison(job, baseline) if job.ended else None
-
-
 def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
-    """Builds the job page: header facts, progress and one group per model in spec order."""
+    """Builds the job page: header facts, progress and one group per model in spec order.
+
+    Classes and "differs" come only from the comparison, for a running job as for an ended one
+    (a running job's is computed on each view and never cached); its figures are shown once the
+    job has ended.
+    """
     doc = job.to_dict(with_executions=True)
-    comparison = job_comparison(job, baseline)
-    compared = {}
-    if comparison is not None:
-        baseline = comparison["baseline"]
-        for model in comparison["models"]:
-            compared[model["model_id"]] = model
+    comparison = report.job_comparison(job, baseline)
+    baseline = comparison["baseline"]
+    compared = {model["model_id"]: model for model in comparison["models"]}
     executions = doc["executions"]
     groups = [
-        _model_group(doc, model_id, executions, compared.get(model_id), differs_only)
+        _model_group(doc, model_id, executions, compared.get(model_id), differs_only, job.ended)
         for model_id in doc["models"]
     ]
     return {
         "job": {**job_row_view(doc), "executions": executions},
         "groups": groups,
-        "comparison": comparison,
+        "comparison": comparison if job.ended else None,
         "baseline": baseline or (doc["regions"][0] if doc["regions"] else None),
         "differs_only": differs_only,
         "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
@@ -338,7 +341,7 @@ def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
     }
 
 
-def _model_group(doc, model_id, executions, compared, differs_only) -> dict:
+def _model_group(doc, model_id, executions, compared, differs_only, ended) -> dict:
     mine = [e for e in executions if e["model_id"] == model_id]
     by_region = {e["region"]: e for e in mine}
     first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
@@ -363,36 +366,31 @@ def _model_group(doc, model_id, executions, compared, differs_only) -> dict:
                 if a["question_index"] == question["index"]
             ]
             cells.append({"execution": execution, "answers": answers})
-        differs = summary["differs"] if summary else _outputs_differ(cells)
+        differs = bool(summary and summary["differs"])
         if differs_only and not differs:
             continue
-        questions.append({**question, "cells": cells, "summary": summary, "differs": differs})
+        shown = summary if ended else None
+        agree = answer_views.agreement(shown, cells)
+        view = {"cells": cells, "summary": shown, "differs": differs, "agreement": agree}
+        questions.append({**question, **view})
     return {
         "model_id": model_id,
         "model_name": first["model_name"],
         "model_icon": first["model_icon"],
         "executions": [by_region[r] for r in doc["regions"] if r in by_region],
-        "compared": compared,
+        "compared": compared if ended else None,
         "questions": questions,
     }
 
 
 def _answer_view(answer: dict, entry: dict | None) -> dict:
-    view = {**answer, "similarity_to_baseline": None, "diff": None, "diff_text": ""}
-    if entry is not None:
-        view["classification"] = entry.get("classification") or answer["classification"]
-        view["similarity_to_baseline"] = entry.get("similarity_to_baseline")
-        view["diff"] = entry.get("diff")
-        view["diff_text"] = entry.get("diff_text") or ""
-    return view
-
-
-def _outputs_differ(cells: list[dict]) -> bool:
-    """Says whether regions answered differently, when no comparison is at hand yet."""
-    outputs = {
-        (a["status"], (a["output"] or "").strip())
-        for cell in cells
-        for a in cell["answers"]
-        if is_classified(a["status"])
+    """An answer as the page shows it: its class, similarity and diff from the comparison only."""
+    entry = entry or {}
+    return {
+        **answer,
+        "classification": entry.get("classification"),
+        "classified": is_classified(answer["status"]),
+        "similarity_to_baseline": entry.get("similarity_to_baseline"),
+        "diff": entry.get("diff"),
+        "diff_text": entry.get("diff_text") or "",
     }
-    return len(outputs) > 1

@@ -1,23 +1,65 @@
-"""Query-string and path numbers, bounded before they reach the database (docs/security.md)."""
+"""Query parameters of the list endpoints and of the pages that filter: a name the endpoint does
+not take is refused (a misspelt filter would otherwise widen the answer silently), and region
+filters accept the aliases a JobSpec accepts."""
 
 from __future__ import annotations
 
-import re
+import difflib
 
-from flask import request
+from flask import Flask, request
 
+from .config import BeaconConfig
 from .errors import ApiError
 
-# The largest row id a 64-bit integer column holds; beyond it the database driver overflows.
-MAX_ROW_ID = 2**63 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")
+# Every endpoint that lists or filters, with the parameters it takes (and nothing else).
+ACCEPTED: dict[str, tuple[str, ...]] = {
+    "api.list_jobs": ("status", "limit", "cursor"),
+    "api.list_executions": ("job_id", "model_id", "region", "status", "limit", "cursor"),
+    "api.list_job_executions": (),
+    "api.list_models": (),
+    "api.list_regions": (),
+    "api.list_questions": (),
+    "api.get_comparison": ("baseline",),
+    "api.get_comparison_csv": ("baseline",),
+    "answers.list_job_answers": ("limit", "cursor"),
+    "pages.list_jobs": ("before",),
+    "pages.job_detail": ("differs", "baseline"),
+    "pages.list_questions": (),
+}
 
 
-def row_id_arg(name: str) -> int | None:
-    """Reads a row id from the query string; 400 unless it is digits a row id can hold."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not _DIGITS.fullmatch(raw) or int(raw) > MAX_ROW_ID:
-        raise ApiError(400, "invalid_parameter", f"{name} must be a value from a link", {name: raw})
-    return int(raw)
+def register(app: Flask) -> None:
+    """Checks the query of every request to an endpoint named in ACCEPTED."""
+    app.before_request(check_query)
+
+
+def check_query() -> None:
+    """Refuses a query parameter the endpoint does not take with 400 invalid_parameter."""
+    accepted = ACCEPTED.get(request.endpoint or "")
+    if accepted is None:
+        return
+    for name in request.args:
+        if name not in accepted:
+            raise unknown_parameter(name, request.args.get(name, ""), accepted)
+
+
+def unknown_parameter(name: str, value: str, accepted: tuple[str, ...]) -> ApiError:
+    """Returns the refusal of `name`, suggesting the parameter it most resembles."""
+    takes = ", ".join(accepted) if accepted else "no query parameters"
+    message = f"unknown query parameter {name!r}; this endpoint takes {takes}"
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.5)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    return ApiError(400, "invalid_parameter", message, {name: value})
+
+
+def region_id(value: str | None, config: BeaconConfig) -> str | None:
+    """Returns the region id that `value` names (an id or an alias, any case), else `value`.
+
+    A name the configuration does not know is kept as given: jobs stored under an earlier
+    configuration may still carry it.
+    """
+    if not value:
+        return value
+    region = config.find_region(value)
+    return region.id if region is not None else value

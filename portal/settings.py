@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, current_app
 
-from . import signing, trust
+from . import instance, signing, trust
 from .config import BeaconConfig, ConfigError, load_config
 
 ENV_NAMES = (
@@ -62,7 +61,8 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     if secret is None:
         if env == "production":
             raise ConfigError("environment", "SECRET_KEY", "required when BEACON_ENV=production")
-        secret = secrets.token_hex(32)
+        # Kept in the instance folder, so every worker and every restart sign sessions alike.
+        secret = instance.secret_key(Path(app.instance_path))
     app.config["SECRET_KEY"] = secret
     app.config["SQLALCHEMY_DATABASE_URI"] = database_url(get("DATABASE_URL"), app.instance_path)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
@@ -115,19 +115,15 @@ def engine_options(url: str) -> dict:
     return {"pool_pre_ping": True}
 
 
-def _signing_seed(raw: str | None, instance: Path) -> bytes:
+def _signing_seed(raw: str | None, folder: Path) -> bytes:
     if raw is not None:
         try:
             return signing.decode_seed(raw)
         except ValueError as exc:
             raise ConfigError("environment", "BEACON_SIGNING_KEY", str(exc)) from None
-    path = instance / "portal_signing_key"
-    if path.exists():
-        return signing.decode_seed(path.read_text().strip())
-    instance.mkdir(parents=True, exist_ok=True)
-    seed = signing.generate_seed()
-    # Written once with owner-only permissions; every later start reuses it.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(seed).decode())
-    return seed
+    # Written once with owner-only permissions; every later start (and worker) reuses it.
+    text = instance.read_or_create(
+        folder / "portal_signing_key",
+        lambda: base64.b64encode(signing.generate_seed()).decode(),
+    )
+    return signing.decode_seed(text)

@@ -120,7 +120,13 @@ def check_trust(
         return TrustedKey(PORTAL_KID, portal_key, "active")
     listed = [key for key in keys if key.public_key == public_key]
     if not listed:
-        raise TrustError("untrusted_key", f"public key {public_key} is not trusted by this portal")
+        raise TrustError(
+            "untrusted_key",
+            f"public key {public_key} is not trusted by this portal; to trust it, add "
+            f'{{"kid": "<name>", "public_key": "{public_key}", "status": "active"}} to '
+            "BEACON_TRUSTED_KEYS where the portal runs and restart it "
+            "(`flask --app wsgi beacon keygen` prints such a line for a new key)",
+        )
     # A key listed twice (for rotation windows) is trusted if any active entry covers now.
     for key in listed:
         if key.status != "active":
@@ -136,6 +142,15 @@ def check_trust(
     if key.not_before and now < key.not_before:
         raise TrustError("expired_key", f"key {key.kid} is not valid before {_iso(key.not_before)}")
     raise TrustError("expired_key", f"key {key.kid} expired at {_iso(key.not_after)}")
+
+
+def describe(keys: list[TrustedKey], portal_key: str | None) -> str:
+    """Names every key that may submit, for logs: `portal (AbCd1234…), me (XyZw5678…)`."""
+    parts = [f"{PORTAL_KID} ({portal_key[:8]}…)"] if portal_key else []
+    for key in keys:
+        note = "" if key.status == "active" else f", {key.status}"
+        parts.append(f"{key.kid} ({key.public_key[:8]}…{note})")
+    return ", ".join(parts)
 
 
 def _iso(moment: datetime | None) -> str:

@@ -7,7 +7,7 @@ from jinja2 import TemplateNotFound
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from .db import db
-from .errors import ApiError, error_body
+from .errors import ApiError, DomainError, error_body
 
 HTTP_CODES = {
     400: "bad_request",
@@ -19,11 +19,24 @@ HTTP_CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+# The web edge's one mapping of the domain's refusals to HTTP statuses.
+STATUS_OF_KIND = {
+    "invalid": 400,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+}
+
+
+def http_status(exc: DomainError) -> int:
+    """The HTTP status a refusal is answered with."""
+    return exc.status if isinstance(exc, ApiError) else STATUS_OF_KIND[exc.kind]
 
 
 def register(app: Flask) -> None:
     """Installs the handlers for API refusals, HTTP errors and unexpected failures."""
-    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(DomainError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(Exception, handle_unexpected)
@@ -34,12 +47,13 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/health"
 
 
-def handle_api_error(exc: ApiError):
+def handle_api_error(exc: DomainError):
     """Renders a domain refusal in the shape its caller reads."""
     db.session.rollback()
+    status = http_status(exc)
     if wants_json():
-        return jsonify(exc.body()), exc.status, exc.headers
-    return render_error(exc.status, exc.message)
+        return jsonify(exc.body()), status, getattr(exc, "headers", {})
+    return render_error(status, exc.message)
 
 
 def handle_http_error(exc: HTTPException):

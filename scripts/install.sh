@@ -16,15 +16,35 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip_install() { .venv/bin/pip install -q --disable-pip-version-check "$@"; }
 
+# Shortens pip -v's build output to one line per compile step ("[12/150] ggml-cpu.c"), so the
+# long first build shows where it is; everything else goes to the log file named in $1.
+build_progress() {
+  tee "$1" | awk '
+    /^ *\[[0-9]+\/[0-9]+\] / {
+      match($0, /\[[0-9]+\/[0-9]+\]/); step = substr($0, RSTART, RLENGTH)
+      target = "(linking)"
+      if (index($0, " -c ")) { target = $0; sub(/.* -c /, "", target); sub(/ .*/, "", target) }
+      n = split(target, part, "/"); printf "  llama.cpp build %s %s\n", step, part[n]; fflush()
+    }'
+}
+
 if ! .venv/bin/python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null; then
-  echo "Building llama-cpp-python $LLAMA_CPP_VERSION with portable CPU flags (a few minutes, once)..."
-  CMAKE_ARGS="$LLAMA_CPP_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    pip_install --no-cache-dir "llama-cpp-python==$LLAMA_CPP_VERSION"
+  build_log=".venv/llama-cpp-build.log"
+  echo "Building llama-cpp-python $LLAMA_CPP_VERSION with portable CPU flags, once: about 6 minutes"
+  echo "on 2 cores, one line per compile step (full output: $build_log)..."
+  if ! CMAKE_ARGS="$LLAMA_CPP_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    .venv/bin/pip install -v --disable-pip-version-check --no-cache-dir \
+    "llama-cpp-python==$LLAMA_CPP_VERSION" 2>&1 | build_progress "$build_log"; then
+    tail -n 40 "$build_log" >&2
+    echo "Building llama-cpp-python failed; the full output is in $build_log" >&2
+    exit 1
+  fi
 fi
 
 extras="${1:-}"
 stamp=".venv/.installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "Installing the portal and its dependencies${extras:+ (extras: $extras)}..."
   pip_install -e ".${extras:+[$extras]}"
   touch "$stamp"
 fi

@@ -73,6 +73,8 @@ def responder(region: str):
     def respond(model: str, prompt: str) -> str:
         if "repeat the tag" in prompt:
             return XSS
+        if "multiplied" in prompt:
+            return "17 multiplied by 23 is 391."  # every region agrees on arithmetic
         if region == "asia-pacific" and "Tiananmen" in prompt:
             return "I'm sorry, but I can't discuss that topic."
         return echo(model, prompt)
@@ -138,6 +140,10 @@ def shot(page, name: str, height: int | None = None) -> None:
 
 def fill_form(page, url: str, questions=QUESTIONS, prompt: str | None = None) -> None:
     page.goto(f"{url}/jobs/new")
+    # The form starts with the control questions picked; ask exactly the ones given.
+    picked = page.locator('input[name="questions"]:checked')
+    for value in [picked.nth(i).get_attribute("value") for i in range(picked.count())]:
+        page.uncheck(f'input[name="questions"][value="{value}"]')
     for question in questions:
         page.check(f'input[name="questions"][value="{question}"]')
     if prompt:
@@ -254,10 +260,81 @@ def test_model_output_with_markup_shows_as_text_and_runs_nothing(server, browser
         ".includes(document.querySelector('#job-live').dataset.status)",
         timeout=JOB_TIMEOUT_MS,
     )
+    # Every region answers the same, so the question is folded: open it to read the answers.
+    folded = page.locator(".agree-box > summary")
+    assert folded.count() == 3
+    for index in range(3):
+        folded.nth(index).click()
     outputs = page.locator(".output")
     assert outputs.count() == 9
     assert all(outputs.nth(i).inner_text() == XSS for i in range(9))
     assert page.locator("main script").count() == 0
     page.reload()
     page.wait_for_timeout(500)
+    assert dialogs == []
+
+
+def test_agreeing_questions_fold_and_each_execution_has_a_compact_page(server, browser):
+    page, dialogs = new_page(browser)
+    page.goto(f"{server.url}/jobs/new")
+    picked = page.locator('input[name="questions"]:checked')
+    assert [picked.nth(i).get_attribute("value") for i in range(picked.count())] == [
+        "identity_basic",
+        "math_basic",
+        "geography_basic",
+    ]
+    fill_form(page, server.url, questions=["identity_basic", "math_basic", "tiananmen_neutral"])
+    page.wait_for_function(
+        "['completed', 'partial', 'failed', 'cancelled']"
+        ".includes(document.querySelector('#job-live').dataset.status)",
+        timeout=JOB_TIMEOUT_MS,
+    )
+    page.reload()
+    assert page.get_attribute("#job-live", "data-status") == "completed", server.log()
+    # The loopback answers differ only by their region tag, which the comparison reads as
+    # agreeing (docs/comparison.md); arithmetic agrees word for word.
+    folded = page.locator("article.question.agrees")
+    assert folded.count() == 6
+    lines = [
+        " ".join(folded.nth(i).locator(".agree-box > summary").inner_text().split())
+        for i in range(6)
+    ]
+    assert [line.split(" = ")[0] for line in lines] == ["identity_basic", "math_basic"] * 3
+    for line in lines:
+        assert re.match(r"\w+ = all 3 regions agree, similarity (1\.00|0\.\d\d) ", line), line
+    assert all("similarity 1.00" in line for line in lines[1::2])
+    for index in range(6):
+        box = folded.nth(index).bounding_box()
+        assert box["height"] < 80, box  # one line, not a table of similarities
+    assert not folded.first.locator(".output").first.is_visible()
+    # Where regions differ the word diffs are open: tiananmen_neutral against two regions, in
+    # three models.
+    diffs = page.locator("details.diff-box[open]")
+    assert diffs.count() == 6 and diffs.first.locator(".diff").is_visible()
+    height = page.evaluate("document.documentElement.scrollHeight")
+    shot(page, "job-collapsed-desktop", height=min(height, 2400))
+    folded.first.locator(".agree-box > summary").click()
+    assert folded.first.locator(".output").first.is_visible()
+
+    group = page.locator("[data-model-group]").first
+    group.locator(".executions a", has_text="EU West").click()
+    page.wait_for_url(re.compile(r".*/executions/[0-9]+$"))
+    answers = page.locator("article.answer-full")
+    assert answers.count() == 3
+    for index in range(3):
+        grid = answers.nth(index).locator(".answer-grid").bounding_box()
+        assert grid["height"] < 90, grid  # the facts of an answer sit in a row or two
+    others = page.locator(".sibling-regions a")
+    assert [others.nth(i).inner_text() for i in range(others.count())] == [
+        "US East",
+        "Asia-Pacific",
+    ]
+    shot(
+        page,
+        "execution-desktop",
+        height=min(page.evaluate("document.documentElement.scrollHeight"), 1400),
+    )
+    others.nth(1).click()
+    page.wait_for_url(re.compile(r".*/executions/[0-9]+$"))
+    assert "in Asia-Pacific" in page.locator("h1").inner_text()
     assert dialogs == []

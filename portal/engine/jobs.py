@@ -12,7 +12,7 @@ from sqlalchemy import exists, select, update
 
 from ..config import BeaconConfig
 from ..db import db
-from ..errors import ApiError
+from ..errors import Conflict, NotFound
 from ..models import (
     ACTIVE,
     JOB_ENDED,
@@ -41,7 +41,7 @@ def find_job(job_id: str) -> Job:
     """Loads a job with its executions and answers by id or raises 404 job_not_found."""
     job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
     if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+        raise NotFound("job_not_found", f"no job with id {job_id!r}")
     return job
 
 
@@ -101,8 +101,8 @@ def cancel_job(job: Job, now: datetime | None = None) -> Job:
     if job.status == "cancelled":
         return job
     if job.ended:
-        raise ApiError(
-            409, "job_ended", f"job {job.id!r} already ended ({job.status}); nothing to cancel"
+        raise Conflict(
+            "job_ended", f"job {job.id!r} already ended ({job.status}); nothing to cancel"
         )
     lock_job(job.id)
     job.cancel_requested_at = now
@@ -130,8 +130,7 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
     """Queues a job's failed answers (and their executions) again; returns how many."""
     now = now or utcnow()
     if not job.ended or has_active_executions(job.id):
-        raise ApiError(
-            409,
+        raise Conflict(
             "job_not_ended",
             f"job {job.id!r} is still {job.status}; retry once it has ended",
         )
@@ -142,7 +141,7 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
     )
     execution_ids = sorted(set(db.session.scalars(failed)))
     if not execution_ids:
-        raise ApiError(409, "nothing_to_retry", f"job {job.id!r} has no failed answers")
+        raise Conflict("nothing_to_retry", f"job {job.id!r} has no failed answers")
     result = db.session.execute(
         update(Answer)
         .where(Answer.execution_id.in_(execution_ids), Answer.status == "failed")
