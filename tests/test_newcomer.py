@@ -123,6 +123,7 @@ def endpoint_paths(job_id: str) -> dict[str, str]:
         "api.list_questions": "/api/v1/questions",
         "api.get_comparison": f"/api/v1/jobs/{job_id}/comparison",
         "api.get_comparison_csv": f"/api/v1/jobs/{job_id}/comparison.csv",
+        "answers.list_job_answers": f"/api/v1/jobs/{job_id}/answers",
         "pages.list_jobs": "/jobs",
         "pages.job_detail": f"/jobs/{job_id}",
         "pages.list_questions": "/questions",
@@ -148,7 +149,7 @@ def test_unknown_query_parameter_is_refused_on_every_list_endpoint(client3, app3
         assert client3.get(path).status_code == 200, path
         response = client3.get(f"{path}?colour=blue")
         assert response.status_code == 400, path
-        if endpoint.startswith("api."):
+        if endpoint.startswith(("api.", "answers.")):
             error = response.json["error"]
             assert error["code"] == "invalid_parameter" and error["fields"] == {"colour": "blue"}
             assert "'colour'" in error["message"]
