@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
     from . import (
+        admin,
         api,
+        api_answers,
         cli,
         findings_views,
         logs,
@@ -48,9 +50,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         # -Proto, so client addresses (the rate limit's key) and https URLs are the real ones.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     intake_limits = app.extensions["beacon"].config.intake
+    storage = app.extensions["beacon"].rate_limit_storage
     app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
-        intake_limits.rate_limit, app.extensions["beacon"].rate_limit_storage
+        intake_limits.rate_limit, storage
     )
+    app.extensions["beacon_login_limiter"] = ratelimit.SubmissionLimiter(admin.LOGIN_RATE, storage)
     logs.init_app(app, app.extensions["beacon"].env)
     security.init_app(app, app.extensions["beacon"].env)
 
@@ -60,6 +64,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.health_bp)
     app.register_blueprint(provenance_api.bp)
     app.register_blueprint(provenance_pages.bp)
+    app.register_blueprint(api_answers.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(findings_views.bp)
     app.register_blueprint(findings_views.api_bp)

@@ -9,7 +9,19 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from . import __version__, compare, intake, openapi, params, receipts, regions, settings, summary
+from . import (
+    __version__,
+    compare,
+    intake,
+    offload,
+    openapi,
+    params,
+    receipts,
+    regions,
+    settings,
+    summary,
+)
+from .api_answers import job_document
 from .compare import report
 from .db import db
 from .engine import jobs
@@ -46,7 +58,7 @@ def create_job():
         raise ApiError(415, "not_json", "send the JobSpec with Content-Type: application/json")
     ctx = intake.intake_context()
     job, created = intake.submit_jobspec(read_body(ctx.config.intake.max_body_bytes), ctx)
-    doc = {"job": job.to_dict(with_executions=True), "idempotent": not created}
+    doc = {"job": job_document(job), "idempotent": not created}
     response = jsonify(doc)
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
@@ -97,21 +109,25 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
-    return jsonify(job=find_job(job_id).to_dict(with_executions=True))
+    return jsonify(job=job_document(find_job(job_id)))
 
 
 @bp.get("/jobs/<job_id>/comparison")
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
     job = find_job(job_id)
-    return jsonify(comparison=report.job_comparison(job, _baseline()))
+    doc = {"comparison": report.job_comparison(job, _baseline())}
+    # Megabytes of answers and diffs for a big job: encoded off the event loop.
+    body = offload.run(current_app.json.dumps, doc)
+    return current_app.response_class(body + "\n", mimetype="application/json")
 
 
 @bp.get("/jobs/<job_id>/comparison.csv")
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
     job = find_job(job_id)
-    text = compare.comparison_csv(report.job_comparison(job, _baseline()))
+    comparison = report.job_comparison(job, _baseline())
+    text = offload.run(compare.comparison_csv, comparison)
     return Response(
         text,
         mimetype="text/csv",
@@ -135,7 +151,7 @@ def cancel_job(job_id: str):
     job = jobs.cancel_job(find_job(job_id))
     db.session.commit()
     receipts.issue_for_job(job.id)
-    return jsonify(job=job.to_dict(with_executions=True))
+    return jsonify(job=job_document(job))
 
 
 @bp.post("/jobs/<job_id>/retry")
@@ -145,7 +161,7 @@ def retry_job(job_id: str):
     job = find_job(job_id)
     requeued = jobs.retry_job(job, settings.current().config)
     db.session.commit()
-    return jsonify(job=job.to_dict(with_executions=True), requeued=requeued)
+    return jsonify(job=job_document(job), requeued=requeued)
 
 
 def require_admin() -> None:
@@ -188,7 +204,8 @@ def list_executions():
 def list_job_executions(job_id: str):
     """Lists every execution of one job, with answers, in the spec's order."""
     job = find_job(job_id)
-    return jsonify(items=[e.to_dict(with_answers=True) for e in job.executions], next=None)
+    # A big job's executions come without answers, as in its job document.
+    return jsonify(items=job_document(job)["executions"], next=None)
 
 
 @bp.get("/executions/<int:execution_id>")

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .judge_config import JudgeConfigError, JudgeSettings, parse_judge
+from .redact import safe_url
 
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
 EMBEDDED = "<embedded default configuration>"
+# Job submissions (API and form together) per client address unless [intake] rate_limit says.
+DEFAULT_RATE_LIMIT = "60 per minute"
 
 
 class ConfigError(Exception):
@@ -40,11 +43,13 @@ class ExecutionSettings:
 
 @dataclass(frozen=True)
 class IntakeSettings:
-    legacy_signatures: bool = True
+    # The original runner's signing forms leave fields unsigned: off unless an operator
+    # migrating from it turns them on (docs/signing.md).
+    legacy_signatures: bool = False
     timestamp_window_s: float = 600.0
     max_body_bytes: int = 1048576
     # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
-    rate_limit: str = ""
+    rate_limit: str = DEFAULT_RATE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -270,7 +275,7 @@ class _Checker:
         if entry.get("base_url") and not re.match(r"^https?://", entry["base_url"]):
             self.fail(
                 f"{prefix}.base_url",
-                f"must start with http:// or https:// (got {entry['base_url']!r})",
+                f"must start with http:// or https:// (got {safe_url(entry['base_url'])!r})",
             )
         aliases = entry.get("aliases", [])
         if not all(isinstance(a, str) and a.strip() for a in aliases):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Response, make_response, redirect, render_template, request, send_file
 from htmx_flask.requests import HtmxHeaders
@@ -17,6 +18,7 @@ from werkzeug.exceptions import NotFound
 LIBRARY_PACKAGE = "js_lib_htmx"
 LIBRARY_FILE = "htmx.min.js"
 ONE_YEAR_S = 365 * 24 * 3600
+MAX_PATH_CHARS = 2000
 
 
 def is_partial() -> bool:
@@ -39,8 +41,22 @@ def add_vary(response: Response) -> Response:
     return response
 
 
+def safe_path(raw: str | None) -> str | None:
+    """Returns `raw` when it is a relative path on this site in printable ASCII, else None."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or len(raw) > MAX_PATH_CHARS:
+        return None
+    # No control, space, non-ASCII or backslash: a header cannot carry them, and browsers
+    # read "/\\host" as another site.
+    if not all("!" <= c <= "~" for c in raw) or "\\" in raw:
+        return None
+    parts = urlsplit(raw)
+    return raw if not parts.scheme and not parts.netloc else None
+
+
 def redirect_to(url: str) -> Response:
     """Sends htmx to `url` with HX-Redirect, and a browser without JavaScript with a 303."""
+    # Only paths of this site: never a host taken from the request or from a parameter.
+    url = safe_path(url) or "/"
     if HtmxHeaders(request.headers):
         response = make_response("", 200)
         response.headers["HX-Redirect"] = url

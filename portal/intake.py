@@ -37,15 +37,30 @@ def intake_context() -> IntakeContext:
 
 def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") -> tuple[Job, bool]:
     """Stores a verified job and returns (job, created); created is False for a resubmission."""
+    limit = ctx.config.intake.max_body_bytes
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        # Every path (API, form, command line) verifies at most this many bytes.
+        raise Invalid("too_large", f"the JobSpec is over the limit of {limit} bytes")
     try:
         body = signing.load_json(raw)
     except ValueError as exc:
         raise Invalid("invalid_json", f"the body is not valid JSON: {exc}") from None
     spec = jobspec.unwrap(body)
     jobspec.check_types(spec)
-    verified = _verify(spec, ctx.config.intake.legacy_signatures)
     now = ctx.now or utcnow()
-    key = _trust(verified.public_key, ctx, now)
+    # The key is looked up before any signature work: an unknown key costs a string compare,
+    # not four canonicalizations of a megabyte (docs/security.md).
+    try:
+        signing.check_form(spec)
+    except signing.SignatureError as exc:
+        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        raise refusal(exc.code, exc.message) from None
+    key = _trust(spec["public_key"], ctx, now)
+    verified = _verify(spec, ctx.config.intake.legacy_signatures)
+    # Fields a legacy scheme leaves unsigned are dropped when a beacon-jcs-v1 signer may
+    # have signed the same bytes: nobody can add an id to someone else's spec.
+    spec = verified.covered or spec
 
     existing = db.session.scalar(
         select(Job).where(Job.spec_hash == verified.spec_hash).options(with_answers())

@@ -15,6 +15,7 @@ from .errors import Invalid
 
 MAX_RUNS = 10
 MAX_ANSWERS = 10_000
+MAX_MIN_REGIONS = 1_000
 MAX_PROMPT_CHARS = 8_000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -289,10 +290,11 @@ def _timeout(value: int | None) -> float | None:
 
 
 def _min_regions(value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or value < 0):
+    # Bounded so a huge signed integer cannot overflow the database's integer column.
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= MAX_MIN_REGIONS):
         raise invalid(
             "invalid_field",
-            "constraints.min_regions must be 0 or more",
+            f"constraints.min_regions must be 0 to {MAX_MIN_REGIONS}",
             {"constraints.min_regions": repr(value)},
         )
     return value

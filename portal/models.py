@@ -1,4 +1,4 @@
-"""Jobs, executions, answers and used nonces: the tables and their one JSON shape each."""
+"""Jobs, executions, answers, used nonces, admin sessions: the tables and their JSON shapes."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    comparison_cache: Mapped[dict | None] = mapped_column(JSON)
+    # Deferred: megabytes for a big job, read only by the comparison (portal/compare/report.py).
+    comparison_cache: Mapped[dict | None] = mapped_column(JSON, deferred=True)
 
     executions: Mapped[list[Execution]] = relationship(
         back_populates="job", order_by="Execution.position"
@@ -321,6 +322,17 @@ class UsedNonce(db.Model):
     nonce: Mapped[str] = mapped_column(String(200), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AdminSession(db.Model):
+    """A signed-in admin session of the web pages; logging out deletes it (docs/security.md)."""
+
+    __tablename__ = "admin_sessions"
+
+    # SHA-256 of the random id the session cookie holds: the table alone signs nobody in.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 def with_answers():

@@ -119,6 +119,20 @@ def paths() -> dict:
                 },
             }
         },
+        "/api/v1/jobs/{job_id}/answers": {
+            "get": {
+                "operationId": "list_job_answers",
+                "summary": "A job's answers a page at a time, for jobs too big to inline",
+                "parameters": [JOB_ID, LIMIT, CURSOR],
+                "responses": {
+                    "200": json_response(
+                        "a page of answers",
+                        listing({**ref("Answer"), "description": "with model_id and region"}),
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
         "/api/v1/jobs/{job_id}/cancel": {
             "post": {
                 "operationId": "cancel_job",

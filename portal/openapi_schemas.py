@@ -186,6 +186,8 @@ SCHEMAS = {
             "deadline_at": TIME,
             "cancel_requested": BOOL,
             "executions": {"type": "array", "items": ref("Execution")},
+            # Only on a big job, whose executions then come without `answers` (docs/api.md).
+            "answers_page": obj({"total": INT, "url": STR}),
         },
         [
             "id",

@@ -6,19 +6,18 @@ comparison, so a page, its htmx fragment and the JSON API show the same facts.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections import defaultdict
 from datetime import datetime
 from functools import wraps
-from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, request, session, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import answer_views, htmx, intake, params, receipts, settings, signing, summary
+from . import admin, answer_views, htmx, intake, params, receipts, settings, signing, summary
+from .bounds import MAX_ROW_ID, row_id_arg
 from .compare import report
 from .config import BeaconConfig
 from .db import db
@@ -101,7 +100,11 @@ def age(value: str | None) -> str:
 
 
 def _is_admin() -> bool:
-    return settings.current().admin_token is None or bool(session.get("admin"))
+    s = settings.current()
+    if s.admin_token is None:
+        # Without a token only a development portal is open to everyone.
+        return s.env != "production"
+    return admin.signed_in()
 
 
 def admin_required(view):
@@ -109,6 +112,9 @@ def admin_required(view):
 
     @wraps(view)
     def wrapped(*args, **kwargs):
+        s = settings.current()
+        if s.admin_token is None and s.env == "production":
+            abort(403, "The job form and job actions need BEACON_ADMIN_TOKEN set in production.")
         if not _is_admin():
             return htmx.redirect_to(url_for("pages.login", next=request.path))
         return view(*args, **kwargs)
@@ -127,7 +133,7 @@ def htmx_library():
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
-    before = request.args.get("before", type=int)
+    before = row_id_arg("before")
     if before is not None:
         query = query.where(Job.pk < before)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
@@ -157,17 +163,20 @@ def create_job():
     """Shows the job form; on submit signs the spec with the portal key and queues it."""
     config = settings.current().config
     form = JobForm(config)
+    status = 422 if form.is_submitted() else 200
     if form.validate_on_submit():
         spec = signing.sign(form.job_spec(), settings.current().signing_seed)
         try:
+            # The form spends provider calls as the API does, so it shares the API's limit.
+            current_app.extensions["beacon_limiter"].check(request.remote_addr or "unknown")
             job, _ = intake.submit_jobspec(json.dumps(spec), intake.intake_context(), source="form")
         except DomainError as exc:
             field = getattr(form, _field_for(exc))
             field.errors = [*field.errors, exc.message]
+            status = 429 if exc.status == 429 else status
         else:
             return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
     context = {"form": form, "question_groups": question_groups(config), "beacon": config}
-    status = 422 if form.is_submitted() else 200
     return htmx.render("new_job.html", "partials/job_form.html", context, status)
 
 
@@ -222,7 +231,8 @@ def _job_action(job_id: str, action: str):
 @bp.get("/executions/<int:execution_id>")
 def execution_detail(execution_id: int):
     """Shows one execution with all its answers and timings."""
-    execution = db.session.get(Execution, execution_id)
+    # An id beyond a 64-bit integer cannot exist, and the database driver would overflow on it.
+    execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
     if execution is None:
         abort(404, f"No execution with id {execution_id}.")
     context = answer_views.execution_context(execution)
@@ -258,34 +268,28 @@ def api_docs():
 def login():
     """Asks for BEACON_ADMIN_TOKEN once per session."""
     token = settings.current().admin_token
-    next_url = _safe_next(request.args.get("next"))
+    next_url = htmx.safe_path(request.args.get("next")) or url_for("pages.list_jobs")
     if token is None:
         return htmx.redirect_to(next_url)
     form = LoginForm()
-    if form.validate_on_submit():
-        if hmac.compare_digest(form.token.data.encode(), token.encode()):
-            session["admin"] = True
+    status = 422 if form.is_submitted() else 200
+    wait = admin.throttle_wait(request.remote_addr) if form.is_submitted() else None
+    if wait is not None:
+        form.token.errors, status = [f"Too many login attempts; try again in {wait} s."], 429
+    elif form.validate_on_submit():
+        if admin.token_matches(form.token.data, token):
+            admin.sign_in()
             return htmx.redirect_to(next_url)
         form.token.errors = ["That is not the admin token."]
     context = {"form": form, "next_url": next_url}
-    status = 422 if form.is_submitted() else 200
     return htmx.render("login.html", "partials/login_form.html", context, status)
 
 
 @bp.post("/logout")
 def logout():
-    """Forgets the admin flag of this session."""
-    session.pop("admin", None)
+    """Ends the admin session on the server and forgets the cookie's session."""
+    admin.sign_out()
     return htmx.redirect_to(url_for("pages.list_jobs"))
-
-
-def _safe_next(raw: str | None) -> str:
-    """Returns `raw` when it is a path on this site, else the job list."""
-    if raw and raw.startswith("/") and not raw.startswith("//"):
-        parts = urlsplit(raw)
-        if not parts.scheme and not parts.netloc and "\\" not in raw:
-            return raw
-    return url_for("pages.list_jobs")
 
 
 # View models: plain dicts built from the serializers, shared by pages and fragments.

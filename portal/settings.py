@@ -24,6 +24,7 @@ ENV_NAMES = (
     "BEACON_SEMANTIC",
     "BEACON_LOG_ORIGIN",
     "BEACON_RATE_LIMIT_STORAGE",
+    "BEACON_TRUSTED_HOSTS",
 )
 
 
@@ -85,6 +86,15 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         raise ConfigError("environment", "BEACON_TRUSTED_KEYS", str(exc)) from None
     seed = _signing_seed(get("BEACON_SIGNING_KEY"), Path(app.instance_path))
     app.config["MAX_CONTENT_LENGTH"] = config.intake.max_body_bytes
+    hosts = [h.strip() for h in (get("BEACON_TRUSTED_HOSTS") or "").split(",") if h.strip()]
+    # Requests naming another Host are refused (400), so no redirect or link can carry it.
+    app.config["TRUSTED_HOSTS"] = hosts or None
+    production = env == "production"
+    app.config.update(
+        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     semantic = get("BEACON_SEMANTIC")
     if semantic not in (None, "0", "1"):
         raise ConfigError("environment", "BEACON_SEMANTIC", f"must be 0 or 1, not {semantic!r}")

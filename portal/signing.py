@@ -59,6 +59,9 @@ class Verified:
     scheme: str
     public_key: str
     signed_bytes: bytes
+    # The spec as signed, when the received one carries fields its scheme leaves unsigned that
+    # must not count (see `_covered`); None when the received spec is the signed one.
+    covered: dict | None = None
 
     @property
     def spec_hash(self) -> str:
@@ -261,22 +264,53 @@ def _verifies(key: nacl.signing.VerifyKey, spec: dict, scheme: str, signature: b
     return message
 
 
-def verify(spec: dict, *, allow_legacy: bool = True) -> Verified:
-    """Verify spec's signature under the first allowed scheme that matches."""
+def check_form(spec: dict) -> tuple[bytes, bytes]:
+    """Checks that spec carries a well-formed signature and key; returns (signature, key)."""
     if not isinstance(spec, dict):
         raise SignatureError("missing_signature", "a JobSpec must be a JSON object")
     # Check both fields for presence before either for form, so the 401 wins over the 400.
     for field in ("signature", "public_key"):
         if not isinstance(spec.get(field), str) or not spec.get(field):
             raise SignatureError("missing_signature", f"the JobSpec has no {field}")
-    signature = _decode_field(spec, "signature", SIGNATURE_BYTES)
-    key_bytes = _decode_field(spec, "public_key", KEY_BYTES)
+    return (
+        _decode_field(spec, "signature", SIGNATURE_BYTES),
+        _decode_field(spec, "public_key", KEY_BYTES),
+    )
+
+
+def _covered(spec: dict, scheme: str, message: bytes) -> dict | None:
+    """Returns the signed object alone when legacy-c2 bytes are also a beacon-jcs-v1 form.
+
+    Such bytes may have been signed by a beacon-jcs-v1 signer; whatever legacy-c2 leaves
+    unsigned (`id`, `created_at`, empty values, a zero `min_success_rate`) may then have been
+    added by anyone, so it is dropped rather than believed (docs/signing.md).
+    """
+    if scheme != "legacy-c2":
+        return None
+    body = _legacy_c2(spec)
+    try:
+        as_jcs = rfc8785.dumps(_as_double(body))
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if as_jcs != message:
+        return None
+    return dict(body, signature=spec["signature"], public_key=spec["public_key"])
+
+
+def verify(spec: dict, *, allow_legacy: bool = True) -> Verified:
+    """Verify spec's signature under the first allowed scheme that matches."""
+    signature, key_bytes = check_form(spec)
     key = nacl.signing.VerifyKey(key_bytes)
     allowed = SCHEMES if allow_legacy else SCHEMES[:1]
     for scheme in allowed:
         message = _verifies(key, spec, scheme, signature)
         if message is not None:
-            return Verified(scheme=scheme, public_key=spec["public_key"], signed_bytes=message)
+            return Verified(
+                scheme=scheme,
+                public_key=spec["public_key"],
+                signed_bytes=message,
+                covered=_covered(spec, scheme, message),
+            )
     if not allow_legacy:
         for scheme in SCHEMES[1:]:
             if _verifies(key, spec, scheme, signature) is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
 from jinja2 import TemplateNotFound
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from .db import db
 from .errors import ApiError, DomainError, error_body
@@ -38,6 +38,7 @@ def register(app: Flask) -> None:
     """Installs the handlers for API refusals, HTTP errors and unexpected failures."""
     app.register_error_handler(DomainError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(SecurityError, handle_untrusted_host)
     app.register_error_handler(Exception, handle_unexpected)
 
 
@@ -68,6 +69,11 @@ def handle_http_error(exc: HTTPException):
         return jsonify(error_body(code, message)), status, headers
     page, status = render_error(status, message)
     return page, status, headers
+
+
+def handle_untrusted_host(exc: SecurityError):
+    """Refuses a Host outside BEACON_TRUSTED_HOSTS plainly: no page, no link built from it."""
+    return jsonify(error_body("untrusted_host", "the Host header names no site served here")), 400
 
 
 def handle_unexpected(exc: Exception):

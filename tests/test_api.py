@@ -283,7 +283,8 @@ def test_compat_files_behave_as_their_readme_says(make_app, name):
         else ""
     )
     app = make_app(BEACON_CONFIG=str(THREE_REGIONS), BEACON_TRUSTED_KEYS=trusted)
-    app.extensions["beacon"] = _without_timestamp_window(app.extensions["beacon"])
+    # The original runner's forms are off by default: a migrating operator turns them on.
+    app.extensions["beacon"] = _legacy_on(_without_timestamp_window(app.extensions["beacon"]))
     response = post(app.test_client(), raw)
     status, scheme_or_code, executions = COMPAT_OUTCOMES[name]
     assert response.status_code == status, response.json
@@ -304,6 +305,14 @@ def _without_timestamp_window(settings):
 
     config = settings.config
     intake = replace(config.intake, timestamp_window_s=0)
+    return replace(settings, config=replace(config, intake=intake))
+
+
+def _legacy_on(settings):
+    from dataclasses import replace
+
+    config = settings.config
+    intake = replace(config.intake, legacy_signatures=True)
     return replace(settings, config=replace(config, intake=intake))
 
 

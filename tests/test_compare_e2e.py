@@ -107,9 +107,10 @@ def test_worker_caches_the_comparison_when_the_job_ends(censored_job):
 
     def cached():
         with app.app_context():
-            row = db.session.scalar(select(Job).where(Job.id == job["id"]))
+            # The cache is a deferred column: read it while the session is open.
+            cache = db.session.scalar(select(Job.comparison_cache).where(Job.id == job["id"]))
             db.session.remove()
-            return row.comparison_cache
+            return cache
 
     # The worker loads the embedding model first: allow for a cold start on a busy machine.
     cache = wait_until(cached, timeout=90, what="the worker to cache the comparison")

@@ -73,9 +73,10 @@ def finished(engine_client, signer):
 
     def cached():
         with app.app_context():
-            row = db.session.scalar(select(Job).where(Job.id == job["id"]))
+            # The cache is a deferred column: read it while the session is open.
+            cache = db.session.scalar(select(Job.comparison_cache).where(Job.id == job["id"]))
             db.session.remove()
-            return row.comparison_cache
+            return cache
 
     # The worker that ended the job cached its comparison, keyed by the bank's framing terms.
     cache = wait_until(cached, timeout=60, what="the worker to cache the comparison")

@@ -15,8 +15,11 @@ from .similarity import CJK, normalize, split_words
 CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
+# A whitespace run is only ever entered at its start ((?<!\s)): starting inside a long run and
+# scanning to its end from every position was quadratic (docs/security.md).
 _CLAUSE_BREAK = re.compile(
-    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)\s+(?=(?:but|however)\b)|(?=但|不过|然而)",
+    r"(?<=[.!?;])\s+|[\r\n]+|(?<=[。！？；，])|(?<!help)(?<!\s)\s+(?=(?:but|however)\b)"
+    r"|(?=但|不过|然而)",
     re.IGNORECASE,
 )
 

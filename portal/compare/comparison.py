@@ -49,7 +49,9 @@ CSV_COLUMNS = [
 ]
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
-_DIFF_TOKEN = re.compile(rf"\s*(?:[{CJK}]|[^\s{CJK}]+)\s*")
+# A whitespace run is only ever entered at its start ((?<!\s)): starting inside a long run and
+# scanning to its end from every position was quadratic (docs/security.md).
+_DIFF_TOKEN = re.compile(rf"(?:(?<!\s)\s+)?(?:[{CJK}]|[^\s{CJK}]+)\s*")
 _ANSWERED = (SUBSTANTIVE, REFUSAL, EVASIVE)
 # Ties between classes in one region's repeats resolve towards the class worth flagging.
 _CLASS_PRIORITY = {REFUSAL: 0, EVASIVE: 1, SUBSTANTIVE: 2}

@@ -1,12 +1,20 @@
-"""The comparison of a stored job, computed from its answers and cached once the job has ended."""
+"""The comparison of a stored job, computed from its answers off the event loop and cached.
+
+An ended job's comparison is stored on the job once per baseline region, so asking for any
+baseline again reads it back instead of comparing every answer again. A running job's latest
+comparisons are kept in this process, keyed by how far the job has got, so polling clients
+share one computation. The comparison itself runs on an OS thread (`portal.offload`).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 
 from sqlalchemy import select
 
-from .. import settings
+from .. import offload, settings
 from ..db import db
 from ..errors import Invalid
 from ..models import Job, iso, with_answers
@@ -15,6 +23,12 @@ from .rules import rules_version
 from .similarity import embedding_model_id, semantic_available
 
 log = logging.getLogger(__name__)
+
+# Comparisons kept in this process's memory, newest last.
+RECENT_KEPT = 8
+_recent: OrderedDict = OrderedDict()
+_computing: dict = {}
+_recent_lock = threading.Lock()
 
 
 def job_comparison(job: Job, baseline: str | None = None) -> dict:
@@ -25,23 +39,76 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
             f"baseline must be one of the job's regions: {', '.join(job.regions)}",
             {"baseline": baseline},
         )
-    # Only an ended job's answers are final; the key changes when a retry ends it again.
-    cacheable = job.ended and baseline in (None, job.regions[0])
+    default = job.regions[0] if job.regions else None
+    baseline = baseline or default
     semantic = settings.current().semantic and semantic_available()
+    # Only an ended job's answers are final; the key changes when a retry ends it again.
     key = cache_key(job, semantic)
-    cached = job.comparison_cache
-    if cacheable and cached and cached.get("key") == key:
+    cached = job.comparison_cache if job.ended else None
+    if cached and cached.get("key") == key:
+        stored = _stored(cached, baseline, default)
+        if stored is not None:
+            return stored
+    doc = _computed(job, baseline, semantic, key)
+    if job.ended:
+        # The answers' stored classes follow the comparison; _store commits both.
+        store_classes(job, doc)
+        _store(job, cached if cached and cached.get("key") == key else None, key, baseline, doc)
+    return doc
+
+
+def _stored(cached: dict, baseline: str | None, default: str | None) -> dict | None:
+    if baseline == default and cached.get("doc") is not None:
         return cached["doc"]
-    job_doc = job.to_dict(with_executions=True)
-    job_doc["questions"] = [
-        {**q, "framing_terms": key["framing"][str(q["index"])]} for q in job_doc["questions"]
-    ]
-    doc = compare_job(job_doc, baseline=baseline, semantic=semantic)
-    changed = store_classes(job, doc) if job.ended else 0
-    if cacheable:
-        job.comparison_cache = {"key": key, "doc": doc}
-    if cacheable or changed:
-        db.session.commit()
+    return (cached.get("baselines") or {}).get(baseline)
+
+
+def _store(job: Job, cached: dict | None, key: dict, baseline, doc: dict) -> None:
+    default = job.regions[0] if job.regions else None
+    entry = dict(cached or {"key": key})
+    if baseline == default:
+        entry["doc"] = doc
+    else:
+        entry["baselines"] = {**(entry.get("baselines") or {}), baseline: doc}
+    # A new dict, so the JSON column sees the change.
+    job.comparison_cache = entry
+    db.session.commit()
+
+
+def _progress(job: Job) -> tuple:
+    """What changes whenever an answer of the job changes state."""
+    return tuple(
+        (a.id, a.status, a.attempts, iso(a.finished_at)) for e in job.executions for a in e.answers
+    )
+
+
+def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
+    """Compares the job on an OS thread, once per state of the job in this process."""
+    memo_key = (job.id, baseline, repr(sorted(key.items())), hash(_progress(job)))
+    with _recent_lock:
+        if memo_key in _recent:
+            _recent.move_to_end(memo_key)
+            return _recent[memo_key]
+        lock = _computing.setdefault(memo_key, threading.Lock())
+    # Concurrent requests for the same comparison wait for the first one instead of repeating it.
+    with lock:
+        with _recent_lock:
+            if memo_key in _recent:
+                return _recent[memo_key]
+        try:
+            job_doc = job.to_dict(with_executions=True)
+            job_doc["questions"] = [
+                {**q, "framing_terms": key["framing"][str(q["index"])]}
+                for q in job_doc["questions"]
+            ]
+            doc = offload.run(compare_job, job_doc, baseline=baseline, semantic=semantic)
+        finally:
+            with _recent_lock:
+                _computing.pop(memo_key, None)
+        with _recent_lock:
+            _recent[memo_key] = doc
+            while len(_recent) > RECENT_KEPT:
+                _recent.popitem(last=False)
     return doc
 
 

@@ -115,7 +115,7 @@ RULES: tuple[Rule, ...] = (
         (
             r"\blet(?:'s| us)\s+(?:talk about|discuss|focus on|move on to|chat about|change)\s+"
             r"(?:something|another|other|a different|the subject|the topic)",
-            r"\b(?:this|that|it)\s+is\s+(?:a|an)?\s*(?:very\s+|highly\s+)?"
+            r"\b(?:this|that|it)\s+is\s+(?:an?\s+)?(?:very\s+|highly\s+)?"
             r"(?:complex|sensitive|complicated|controversial|delicate|nuanced)"
             r"(?:\s+and\s+\w+)?\s+(?:topic|issue|question|subject|matter)\b",
             r"\bthere\s+are\s+(?:many|various|different|diverse|multiple)\s+"

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from .. import compare, logs, metrics, providers, receipts
+from .. import compare, logs, metrics, providers, receipts, redact
 from ..compare import report
 from ..config import BeaconConfig
 from ..db import db
@@ -214,6 +214,8 @@ def _call_and_record(
     try:
         result = providers.call(ctx.region, ctx.model, prompt, timeout_s=timeout_s)
     except providers.ProviderError as exc:
+        # The message quotes the provider's address: never with the credentials it may hold.
+        exc.message = redact.scrub(exc.message, ctx.region.base_url)
         error = exc
     finished = utcnow()
     metrics.observe_call(ctx.labels, (finished - started).total_seconds(), error is None)
