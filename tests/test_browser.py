@@ -297,11 +297,7 @@ def test_agreeing_questions_fold_and_each_execution_has_a_compact_page(server, b
         "geography_basic",
     ]
     fill_form(page, server.url, questions=["identity_basic", "math_basic", "tiananmen_neutral"])
-    page.wait_for_function(
-        "['completed', 'partial', 'failed', 'cancelled']"
-        ".includes(document.querySelector('#job-live').dataset.status)",
-        timeout=JOB_TIMEOUT_MS,
-    )
+    page.wait_for_selector(ENDED_SELECTOR, timeout=JOB_TIMEOUT_MS)
     page.reload()
     assert page.get_attribute("#job-live", "data-status") == "completed", server.log()
     # The loopback answers differ only by their region tag, which the comparison reads as
