@@ -601,7 +601,9 @@ def test_finished_job_page_uses_few_queries(client, app, signer):
             page(client, f"/jobs/{job_id}")
         finally:
             event.remove(engine, "before_cursor_execute", count)
-    assert len(statements) <= 6, statements
+    # A constant number, whatever the job's size: the job, its executions, answers and their
+    # judgements, the counts, the cached comparison, the judge's summary and the log's head.
+    assert len(statements) <= 8, statements
 
 
 def test_answer_rows_exist_for_every_cell(client, app, signer):
