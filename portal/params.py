@@ -47,17 +47,18 @@ def check_query() -> None:
         return
     for name in request.args:
         if name not in accepted:
-            raise unknown_parameter(name, request.args.get(name, ""), accepted)
+            raise unknown_parameter(name, accepted)
 
 
-def unknown_parameter(name: str, value: str, accepted: tuple[str, ...]) -> ApiError:
+def unknown_parameter(name: str, accepted: tuple[str, ...]) -> ApiError:
     """Returns the refusal of `name`, suggesting the parameter it most resembles."""
     takes = ", ".join(accepted) if accepted else "no query parameters"
     message = f"unknown query parameter {name!r}; this endpoint takes {takes}"
     close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
     if close:
         message += f" (did you mean {close[0]!r}?)"
-    return ApiError(400, "invalid_parameter", message, {name: value})
+    # The value is not echoed: a secret pasted into a URL must not come back in a page or a log.
+    return ApiError(400, "invalid_parameter", message, {name: "unknown parameter"})
 
 
 def region_id(value: str | None, config: BeaconConfig) -> str | None:

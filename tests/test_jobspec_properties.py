@@ -124,13 +124,20 @@ def assert_executions(job: dict, models: list[str], regions: list[str], answers:
     assert pairs == [(m, r) for m in models for r in regions]
     for execution in job["executions"]:
         assert execution["model_name"] == CONFIG.models[execution["model_id"]].name
-        assert len(execution["answers"]) == answers
+        # A big job's answers are paged (docs/api.md): the document then only counts them.
+        if "answers" in execution:
+            assert len(execution["answers"]) == answers
+    if "answers_page" in job:
+        assert job["answers_page"]["total"] == len(pairs) * answers
     assert job["counts"]["total"] == len(pairs) * answers
 
 
 @pytest.fixture
-def app3(make_app):
-    return make_app(BEACON_CONFIG=str(THREE_REGIONS))
+def app3(make_app, tmp_path):
+    # Hypothesis submits far more specs a minute than the default submission limit allows.
+    config = tmp_path / "unlimited.toml"
+    config.write_text(THREE_REGIONS.read_text("utf-8") + '\n[intake]\nrate_limit = ""\n')
+    return make_app(BEACON_CONFIG=str(config))
 
 
 def test_documented_codes_are_read():

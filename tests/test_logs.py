@@ -43,7 +43,11 @@ def test_production_without_secret_key_stops_with_a_message(tmp_path):
         output = result.stdout + result.stderr
         assert result.returncode != 0, (name, output)
         assert "SECRET_KEY: required when BEACON_ENV=production" in output, (name, output)
-        assert "Traceback" not in output, (name, output)
+        # The refusal is a message, not a crash in our code. (gunicorn's arbiter may print its
+        # own HaltServer traceback when a worker exits at boot, depending on timing.)
+        assert 'File "' + str(ROOT / "portal") not in output, (name, output)
+        if name != "web":
+            assert "Traceback" not in output, (name, output)
 
 
 def test_production_logs_are_json_lines_without_secrets(tmp_path, database_url, signer):
