@@ -37,7 +37,7 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
 fi
 
 echo "=== tests on SQLite"
-env -u TEST_DATABASE_URL .venv/bin/pytest -q -rs -p no:cacheprovider "$@"
+env -u TEST_DATABASE_URL .venv/bin/pytest -q -rfEs -p no:cacheprovider "$@"
 
 echo "=== tests on PostgreSQL"
 PG_URL="${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
@@ -56,7 +56,7 @@ if ! pg_up 2>/dev/null && command -v pg_ctlcluster >/dev/null && [ -d /etc/postg
   for _ in $(seq 1 20); do pg_up 2>/dev/null && break; sleep 1; done
 fi
 if pg_up; then
-  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -rs -p no:cacheprovider -m "not browser" "$@"
+  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -rfEs -p no:cacheprovider -m "not browser" "$@"
 else
   echo "!!! PostgreSQL at $PG_URL is unreachable: the PostgreSQL run is SKIPPED (SQLite passed)" >&2
 fi
