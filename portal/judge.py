@@ -25,7 +25,8 @@ from sqlalchemy import and_, exists, or_, select, update
 from . import providers
 from .config import BeaconConfig, ExecutionSettings
 from .db import db
-from .engine.execution import BACKOFF_BASE_S, BACKOFF_CAP_S, clean_output
+from .engine.answer_writes import clean_output
+from .engine.execution import BACKOFF_BASE_S, BACKOFF_CAP_S
 from .judge_config import ERROR, LABELS
 from .judge_queue import PROMPT_VERSION as PROMPT_VERSION
 from .judge_queue import clear_comparison

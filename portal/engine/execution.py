@@ -16,12 +16,13 @@
 
 Every write first renews the execution's lease with a conditional UPDATE that also locks the
 row; when that matches nothing another worker owns the execution and this one stops without
-writing. See docs/architecture.md.
+writing. The common case of steps 2 and 3 (a queued answer asked once and answered) is one
+prebuilt UPDATE each (portal/engine/answer_writes.py); everything else goes through the ORM.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -34,12 +35,11 @@ from ..compare import report
 from ..config import BeaconConfig
 from ..db import db
 from ..models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
-from . import jobs
+from . import answer_writes, jobs
 from .region_rate import RegionRates
 
 log = logging.getLogger(__name__)
 
-MAX_OUTPUT_CHARS = 100_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 _SLOT = object()
@@ -160,42 +160,62 @@ def _ask(ctx: _Context, answer_id: int) -> bool | None:
             db.session.rollback()
             return False
         job = jobs.job_state(ctx.job_id)
-        answer = db.session.get(Answer, answer_id, populate_existing=True)
         now = utcnow()
-        if answer is None or answer.status not in ACTIVE:
-            db.session.commit()
-            return True
-        if job.cancel_requested_at is not None:
-            _end(answer, "cancelled", "cancelled before it was asked", now)
-        elif ctx.problem:
-            _end(answer, "failed", ctx.problem, now)
-        elif job.deadline_at is not None and now >= job.deadline_at:
-            _end(answer, "failed", jobs.DEADLINE_PASSED, now)
-        elif answer.status == "running" and answer.attempts >= ctx.limits.max_attempts:
-            # Recovered after its worker stopped mid-call as many times as it may be tried.
-            _end(
-                answer,
-                "failed",
-                f"the worker asking this stopped during each of {answer.attempts} attempts",
-                now,
-            )
-        else:
-            answer.status = "running"
-            answer.attempts += 1
-            # Read before the commit, which expires them (reading after costs a SELECT).
-            prompt, deadline = answer.prompt, job.deadline_at
-            db.session.commit()
-            again = _call_and_record(ctx, answer_id, prompt, deadline)
-            if again is None:
-                return False
-            if again:
-                if ctx.stopping():
-                    return None
-                metrics.RETRIES.labels(ctx.labels["model"], ctx.labels["region"]).inc()
-                continue
-            return True
+        prompt = _start_queued(ctx, job, answer_id, now)
+        if prompt is None:
+            prompt = _start_or_end(ctx, job, answer_id, now)
+        # Either way the attempt is committed before the call: a worker dying mid-call leaves
+        # the answer running with its attempt counted, which caps how often it is ever asked.
         db.session.commit()
+        if prompt is None:
+            return True
+        again = _call_and_record(ctx, answer_id, prompt, job.deadline_at)
+        if again is None:
+            return False
+        if again:
+            if ctx.stopping():
+                return None
+            metrics.RETRIES.labels(ctx.labels["model"], ctx.labels["region"]).inc()
+            continue
         return True
+
+
+def _start_or_end(ctx: _Context, job, answer_id: int, now: datetime) -> str | None:
+    """Decides an answer that is not simply queued, through the ORM: ends it without a call
+    (already ended, job cancelled, region or model unknown, deadline passed, attempts used up)
+    and returns None, or marks it running, counts the attempt and returns its prompt."""
+    answer = db.session.get(Answer, answer_id, populate_existing=True)
+    if answer is None or answer.status not in ACTIVE:
+        return None
+    if job.cancel_requested_at is not None:
+        _end(answer, "cancelled", "cancelled before it was asked", now)
+    elif ctx.problem:
+        _end(answer, "failed", ctx.problem, now)
+    elif job.deadline_at is not None and now >= job.deadline_at:
+        _end(answer, "failed", jobs.DEADLINE_PASSED, now)
+    elif answer.status == "running" and answer.attempts >= ctx.limits.max_attempts:
+        # Recovered after its worker stopped mid-call as many times as it may be tried.
+        _end(
+            answer,
+            "failed",
+            f"the worker asking this stopped during each of {answer.attempts} attempts",
+            now,
+        )
+    else:
+        answer.status = "running"
+        answer.attempts += 1
+        return answer.prompt
+    return None
+
+
+def _start_queued(ctx: _Context, job, answer_id: int, now: datetime) -> str | None:
+    """The common case of `_ask` in one statement: a queued answer of a job that may go on is
+    marked running with its attempt counted. Returns its prompt, or None to decide by the ORM."""
+    if job.cancel_requested_at is not None or ctx.problem:
+        return None
+    if job.deadline_at is not None and now >= job.deadline_at:
+        return None
+    return answer_writes.start_queued(db.session, answer_id)
 
 
 def _call_and_record(
@@ -223,12 +243,14 @@ def _call_and_record(
     if not ctx.own():
         db.session.rollback()
         return None
-    answer = db.session.get(Answer, answer_id, populate_existing=True)
-    if answer is None or answer.status != "running":
+    if result is not None:
+        # Stored only while the answer is still running (else it ended meanwhile: keep that).
+        values = answer_writes.completed_values(result, prompt)
+        answer_writes.store_completed(db.session, answer_id, values)
         db.session.commit()
         return False
-    if result is not None:
-        _complete(answer, result)
+    answer = db.session.get(Answer, answer_id, populate_existing=True)
+    if answer is None or answer.status != "running":
         db.session.commit()
         return False
     # Only a failure needs the job (was it cancelled meanwhile?).
@@ -297,34 +319,6 @@ def _backoff(attempts: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return min(BACKOFF_CAP_S, max(0.0, retry_after))
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
-
-
-def _complete(answer: Answer, result: providers.ProviderResult) -> None:
-    text = clean_output(result.text)
-    answer.output_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if len(text) > MAX_OUTPUT_CHARS:
-        text = (
-            text[:MAX_OUTPUT_CHARS]
-            + f"\n[truncated by the portal: the answer had {len(text)} characters]"
-        )
-    answer.output = text
-    answer.status = "completed"
-    answer.error = None
-    answer.provider = result.provider
-    answer.provider_model = result.provider_model
-    answer.started_at, answer.finished_at = result.started_at, result.finished_at
-    answer.latency_ms = result.latency_ms
-    answer.prompt_tokens = result.prompt_tokens
-    answer.completion_tokens = result.completion_tokens
-    answer.classification = classify(answer)
-    answer.served_by = result.served_by or None
-
-
-def clean_output(text: str) -> str:
-    """Returns model output as storable text: no NUL characters, no lone surrogates."""
-    # PostgreSQL text cannot hold NUL, and a JSON string may carry unpaired surrogates.
-    text = text.replace("\x00", "\ufffd")
-    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _end(answer: Answer, status: str, error: str, now: datetime | None = None) -> None:

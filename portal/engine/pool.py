@@ -34,11 +34,11 @@ from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
 from . import jobs
+from .answer_writes import clean_output as clean_output
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
 # uses it too. classify and clean_output stay importable from here.
 from .execution import classify as classify
-from .execution import clean_output as clean_output
 from .execution import renew, run_execution
 from .region_rate import RegionRates
 
