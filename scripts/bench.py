@@ -404,11 +404,12 @@ class Server:
             raise RuntimeError(f"submission refused: {response.status_code} {response.text}")
         return response.json()["job"]["id"]
 
-    def wait_for(self, job_id: str, timeout: float = JOB_TIMEOUT_S) -> dict:
+    def wait_for(self, job_id: str, timeout: float = JOB_TIMEOUT_S, on_end=None) -> dict:
         """Waits for the job to end (polling its row, not the server); returns it from the API.
 
-        Then waits for the comparison the worker computes once a job ends (its cache filled):
-        that work holds CPU, and must not be counted in the next measurement.
+        `on_end`, when given, is called once, as soon as the job is seen ended. Then waits for
+        the comparison the worker computes once a job ends (its cache filled): that work holds
+        CPU, and must not be counted in the next measurement.
         """
         engine = create_engine(database_url(self.database, str(self.workdir)))
         query = text(
@@ -421,6 +422,8 @@ class Server:
                 with engine.connect() as conn:
                     row = conn.execute(query, {"id": job_id}).first()
                 if row is not None and row[0] in ENDED and row[1] is not None:
+                    if ended_at is None and on_end is not None:
+                        on_end()
                     ended_at = ended_at or time.monotonic()
                     # A comparison that fails leaves no cache; do not wait for it forever.
                     if row[2] or time.monotonic() - ended_at > COMPARISON_WAIT_S:
@@ -556,14 +559,23 @@ class Bench:
                     for p in provs:
                         p.latency_s = LATENCY_S
                     cpu = self.figure(
-                        "efficiency_cpu", "portal CPU per answer, that job (worker /proc)", "ms"
+                        "efficiency_cpu",
+                        "portal CPU per answer, that job to its end (worker /proc)",
+                        "ms",
                     )
                     for run in range(s.runs):
                         for p in provs:
                             p.reset()
-                        cpu_before = bench_promptfoo.proc_cpu_s(server.worker_pid())
-                        job = server.wait_for(server.submit(make_spec(models, regions, prompts(n))))
-                        spent = bench_promptfoo.proc_cpu_s(server.worker_pid()) - cpu_before
+                        worker = server.worker_pid()
+                        cpu_before = bench_promptfoo.proc_cpu_s(worker)
+                        ended = []
+                        job = server.wait_for(
+                            server.submit(make_spec(models, regions, prompts(n))),
+                            on_end=lambda e=ended, w=worker: e.append(
+                                bench_promptfoo.proc_cpu_s(w)
+                            ),
+                        )
+                        spent = ended[0] - cpu_before
                         cpu.values.append(round(spent / answers * 1000, 2))
                         seconds = job_seconds(job)
                         eff.values.append(round(ideal / seconds, 3))
@@ -621,6 +633,33 @@ class Bench:
             eff.values.append(round(ideal / result.wall_s, 3))
             cpu.values.append(round(result.cpu_s / calls * 1000, 2))
             self.say(f"promptfoo run {run + 1}: {result.wall_s:.2f} s, {cpu.values[-1]} ms/call")
+        self.versus_promptfoo(wall, cpu)
+
+    def versus_promptfoo(self, promptfoo_wall: Figure, promptfoo_cpu: Figure) -> None:
+        """Adds the portal-to-promptfoo ratios, run by run, when the efficiency section ran too."""
+        mine = {f.key: f for f in self.figures}
+        if "efficiency_wall" not in mine:
+            return
+        pairs = (
+            ("efficiency_wall", promptfoo_wall, "wall time, portal / promptfoo", "<= 0.5", 0.5),
+            (
+                "efficiency_cpu",
+                promptfoo_cpu,
+                "CPU per answer, portal / promptfoo per call",
+                "<= 0.3",
+                0.3,
+            ),
+        )
+        for key, theirs, label, target, bound in pairs:
+            ratio = self.figure(
+                f"{key}_vs_promptfoo",
+                f"{label} (run by run)",
+                "ratio",
+                target=target,
+                meets=lambda v, bound=bound: v <= bound,
+            )
+            for portal, tool in zip(mine[key].values, theirs.values, strict=False):
+                ratio.values.append(round(portal / tool, 3))
 
     def pool(self) -> None:
         """Runs 9 executions at 50 ms through a pool of 4 and records the calls in flight."""
