@@ -24,7 +24,7 @@ from . import (
 from .api_answers import job_document
 from .compare import report
 from .db import db
-from .engine import jobs
+from .engine import jobs, wake
 from .engine.jobs import find_job
 from .errors import ApiError
 from .models import Execution, Job, answer_counts
@@ -161,6 +161,7 @@ def retry_job(job_id: str):
     job = find_job(job_id)
     requeued = jobs.retry_job(job, settings.current().config)
     db.session.commit()
+    wake.new_work()
     return jsonify(job=job_document(job), requeued=requeued)
 
 

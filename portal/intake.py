@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from . import jobspec, settings, signing, trust
 from .config import BeaconConfig
 from .db import db
+from .engine import wake
 from .errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
 from .models import Answer, Execution, Job, UsedNonce, utcnow, with_answers
 
@@ -83,6 +84,7 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
         # A concurrent submission won the race: report what it stored, or the conflict.
         db.session.rollback()
         return _after_race(verified, job_id, normalized.nonce)
+    wake.new_work()
     return job, True
 
 

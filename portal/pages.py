@@ -21,7 +21,7 @@ from .bounds import MAX_ROW_ID, row_id_arg
 from .compare import report
 from .config import BeaconConfig
 from .db import db
-from .engine import jobs
+from .engine import jobs, wake
 from .engine.jobs import find_job
 from .errors import DomainError
 from .forms import ActionForm, JobForm, LoginForm
@@ -224,6 +224,7 @@ def _job_action(job_id: str, action: str):
     else:
         jobs.retry_job(job, settings.current().config)
     db.session.commit()
+    wake.new_work()
     receipts.issue_for_job(job.id)  # a cancel ends executions: their receipts (SPEC section 9)
     return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import cProfile
 import dataclasses
+import io
 import json
 import math
 import os
 import platform
+import pstats
 import shlex
 import shutil
 import signal
@@ -513,6 +516,7 @@ class Bench:
         self.workdir = workdir
         self.sizes = sizes
         self.figures: list[Figure] = []
+        self.profile_dir: Path | None = None
 
     def figure(self, key: str, label: str, unit: str, **kwargs) -> Figure:
         fig = Figure(key=key, label=label, db=self.db, unit=unit, **kwargs)
@@ -778,6 +782,19 @@ class Bench:
                 if response.status_code != 200:
                     raise RuntimeError(f"{url}: {response.status_code}")
             fig.values.append(round(percentile(times, 50), 1))
+        if self.profile_dir is not None and answers >= 1000:
+            self._profile(client, f"{kind}_{answers}", url)
+
+    def _profile(self, client, name: str, url: str) -> None:
+        """Writes a cProfile of one in-process request, and prints where its time went."""
+        profile = cProfile.Profile()
+        profile.runcall(client.get, url)
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self.profile_dir / f"{name}_{self.db}.pstats"
+        profile.dump_stats(path)
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(25)
+        self.say(f"profile of {url} written to {path}\n{out.getvalue()}")
 
     def memory(self, with_local_model: bool = True) -> None:
         """Reads a worker's VmHWM after a loopback job, and after one local SmolLM2 answer,
@@ -893,6 +910,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
         help="a PostgreSQL server's maintenance database, where the bench database is created",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="also cProfile one in-process request of each 1,000-answer page into DIR",
+    )
     args = parser.parse_args(argv)
     sections = set(SECTIONS)
     if args.only:
@@ -913,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             dbs = Databases(kind, workdir, args.postgres_url)
             bench = Bench(kind, dbs, workdir, sizes)
+            bench.profile_dir = args.profile
             try:
                 if sections & {"efficiency", "overhead", "promptfoo"}:
                     bench.efficiency_and_overhead(sections)

@@ -5,6 +5,7 @@ Refusals here are domain exceptions; only the web edge turns them into HTTP stat
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -137,3 +138,46 @@ def test_the_web_edge_maps_domain_errors_to_statuses(loopback_app, signer):
     job_id, _ = submit(app, signer, metadata=ONE_MODEL)
     bad = client.get(f"/api/v1/jobs/{job_id}/comparison?baseline=mars")
     assert bad.status_code == 400 and bad.json["error"]["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("pool_size", [9, 1])
+def test_work_queued_here_is_claimed_without_waiting_for_the_poll(
+    make_app, signer, tmp_path, pool_size
+):
+    # The dispatcher polls every minute here, so only the wake can start this job in time: a
+    # submission in this process wakes it, and with a pool of 1 each freed slot wakes it again
+    # for the next of the three executions.
+    import gevent
+
+    from portal.engine import pool
+
+    providers = {r: LoopbackProvider(label=r).start() for r in REGIONS}
+    try:
+        config = write_config(
+            tmp_path / "beacon.toml",
+            {r: p.base_url_openai for r, p in providers.items()},
+            max_concurrency=pool_size,
+        )
+        app = make_app(BEACON_CONFIG=str(config), BEACON_SEMANTIC="0")
+        dispatcher = pool.Dispatcher(app, poll_s=60).start()
+        try:
+            gevent.sleep(0.5)  # its first pass finds nothing; it now waits for a minute
+            job_id, _ = submit(app, signer, metadata=ONE_MODEL, questions=["identity_basic"])
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and job_status(app, job_id) != JobStatus.COMPLETED:
+                gevent.sleep(0.1)
+        finally:
+            dispatcher.stop(timeout=2)
+        assert job_status(app, job_id) == JobStatus.COMPLETED
+        assert sum(p.count() for p in providers.values()) == 3
+    finally:
+        for provider in providers.values():
+            provider.stop()
+
+
+def job_status(app, job_id: str) -> str:
+    with app.app_context():
+        try:
+            return jobs.find_job(job_id).status
+        finally:
+            db.session.remove()

@@ -33,7 +33,7 @@ from .. import judge_dispatch, logs, metrics, receipts
 from ..config import BeaconConfig
 from ..db import db
 from ..models import Execution, claimable, utcnow
-from . import jobs
+from . import jobs, wake
 from .answer_writes import clean_output as clean_output
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
@@ -190,6 +190,7 @@ class Dispatcher:
         # Draining: no more claims and no new calls; the heartbeat goes on until `_stopping`.
         self._draining = gevent.event.Event()
         self._stopping = gevent.event.Event()
+        self._wake = wake.listen()
         self._greenlets: list[gevent.Greenlet] = []
         self._last_sweep = 0.0
 
@@ -248,7 +249,10 @@ class Dispatcher:
                 finally:
                     db.session.remove()
             metrics.set_pool(self.pool.size - self.pool.free_count(), self.pool.free_count())
-            self._draining.wait(self.poll_s)
+            # Polls for other processes' work; wakes at once for this process's own.
+            gevent.wait([self._draining, self._wake], timeout=self.poll_s, count=1)
+            self._wake.clear()
+        wake.forget(self._wake)
 
     def tick(self) -> int:
         """Runs one pass: ends overdue jobs, then claims what the free slots allow."""
@@ -280,7 +284,9 @@ class Dispatcher:
                 if slot is not None:
                     slot.acquire(blocking=False)
                 self.running.add(execution_id)
-                self.pool.spawn(self._task, execution_id, slot)
+                task = self.pool.spawn(self._task, execution_id, slot)
+                # Linked after the pool's own discard, so the slot is free when the claim runs.
+                task.rawlink(self._slot_freed)
                 started += 1
         # What slots are left may run the judge's calls (only with [judge] configured).
         return started + judge_dispatch.start_judging(self)
@@ -304,6 +310,9 @@ class Dispatcher:
             self.running.discard(execution_id)
             if slot is not None:
                 slot.release()
+
+    def _slot_freed(self, _task) -> None:
+        self._wake.set()  # claim the next execution now, not at the next poll
 
     def _hand_back(self, execution_id: int) -> None:
         """Releases a lease at once while draining, so another process can take it now."""
