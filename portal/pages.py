@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from . import admin, answer_views, htmx, intake, params, receipts, settings, signing, summary
+from . import admin, answer_views, htmx, intake, params, receipts, settings, signing
 from .bounds import MAX_ROW_ID, row_id_arg
 from .compare import report
 from .config import BeaconConfig
@@ -25,8 +25,9 @@ from .engine import jobs, wake
 from .engine.jobs import find_job
 from .errors import DomainError
 from .forms import ActionForm, JobForm, LoginForm
-from .models import ACTIVE, Execution, Job, answer_counts, utcnow
-from .status import FINISHED, JobStatus, is_classified
+from .job_view import answer_view, job_detail_view, job_row_view
+from .models import Execution, Job, answer_counts, utcnow
+from .status import JobStatus
 
 bp = Blueprint("pages", __name__)
 csrf = CSRFProtect()
@@ -195,7 +196,10 @@ def job_detail(job_id: str):
     baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
         abort(404, f"This job has no region {baseline!r} to compare against.")
-    context = job_detail_view(job, differs_only, baseline)
+    model = request.args.get("model") or None
+    if model is not None and model not in job.models:
+        abort(404, f"This job has no model {model!r}.")
+    context = job_detail_view(job, differs_only, baseline, model)
     context["action_form"] = ActionForm()
     status = 286 if htmx.is_partial() and job.ended else 200
     return htmx.render("job.html", "partials/job_live.html", context, status)
@@ -246,7 +250,7 @@ def execution_detail(execution_id: int):
         for entry in question["answers"]
     }
     doc = context["execution"]
-    doc["answers"] = [_answer_view(a, entries.get(a["id"])) for a in doc["answers"]]
+    doc["answers"] = [answer_view(a, entries.get(a["id"])) for a in doc["answers"]]
     return htmx.render("execution.html", "partials/execution_body.html", context)
 
 
@@ -293,107 +297,9 @@ def logout():
     return htmx.redirect_to(url_for("pages.list_jobs"))
 
 
-# View models: plain dicts built from the serializers, shared by pages and fragments.
-
-
-def progress(counts: dict) -> dict:
-    """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
-    total = counts.get("total", 0)
-    done = sum(counts.get(s, 0) for s in FINISHED)
-    return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
-
-
-def job_row_view(doc: dict) -> dict:
-    """Returns a job dict with its progress and whether it is still active."""
-    return {**doc, "progress": progress(doc["counts"]), "active": doc["status"] in ACTIVE}
-
-
 def question_groups(config: BeaconConfig) -> dict[str, list]:
     """Returns the question bank grouped by category, in configuration order."""
     groups: dict[str, list] = defaultdict(list)
     for question in config.questions.values():
         groups[question.category].append(question)
     return dict(groups)
-
-
-def job_detail_view(job: Job, differs_only: bool, baseline: str | None) -> dict:
-    """Builds the job page: header facts, progress and one group per model in spec order.
-
-    Classes and "differs" come only from the comparison, for a running job as for an ended one
-    (a running job's is computed on each view and never cached); its figures are shown once the
-    job has ended.
-    """
-    doc = job.to_dict(with_executions=True)
-    comparison = report.job_comparison(job, baseline)
-    baseline = comparison["baseline"]
-    compared = {model["model_id"]: model for model in comparison["models"]}
-    executions = doc["executions"]
-    groups = [
-        _model_group(doc, model_id, executions, compared.get(model_id), differs_only, job.ended)
-        for model_id in doc["models"]
-    ]
-    return {
-        "job": {**job_row_view(doc), "executions": executions},
-        "groups": groups,
-        "comparison": comparison if job.ended else None,
-        "baseline": baseline or (doc["regions"][0] if doc["regions"] else None),
-        "differs_only": differs_only,
-        "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
-        "question_count": len(doc["questions"]),
-        "judging": summary.page_section(job.id, [a for e in executions for a in e["answers"]]),
-    }
-
-
-def _model_group(doc, model_id, executions, compared, differs_only, ended) -> dict:
-    mine = [e for e in executions if e["model_id"] == model_id]
-    by_region = {e["region"]: e for e in mine}
-    first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
-    answers_by_id = {}
-    per_question = {}
-    if compared:
-        for question in compared["questions"]:
-            per_question[question["question_index"]] = question
-            for entry in question["answers"]:
-                answers_by_id[entry["answer_id"]] = entry
-    questions = []
-    for question in doc["questions"]:
-        summary = per_question.get(question["index"])
-        cells = []
-        for region in doc["regions"]:
-            execution = by_region.get(region)
-            if execution is None:
-                continue
-            answers = [
-                _answer_view(a, answers_by_id.get(a["id"]))
-                for a in execution["answers"]
-                if a["question_index"] == question["index"]
-            ]
-            cells.append({"execution": execution, "answers": answers})
-        differs = bool(summary and summary["differs"])
-        if differs_only and not differs:
-            continue
-        shown = summary if ended else None
-        agree = answer_views.agreement(shown, cells)
-        view = {"cells": cells, "summary": shown, "differs": differs, "agreement": agree}
-        questions.append({**question, **view})
-    return {
-        "model_id": model_id,
-        "model_name": first["model_name"],
-        "model_icon": first["model_icon"],
-        "executions": [by_region[r] for r in doc["regions"] if r in by_region],
-        "compared": compared if ended else None,
-        "questions": questions,
-    }
-
-
-def _answer_view(answer: dict, entry: dict | None) -> dict:
-    """An answer as the page shows it: its class, similarity and diff from the comparison only."""
-    entry = entry or {}
-    return {
-        **answer,
-        "classification": entry.get("classification"),
-        "classified": is_classified(answer["status"]),
-        "similarity_to_baseline": entry.get("similarity_to_baseline"),
-        "diff": entry.get("diff"),
-        "diff_text": entry.get("diff_text") or "",
-    }

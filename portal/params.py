@@ -23,7 +23,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "api.get_comparison_csv": ("baseline",),
     "answers.list_job_answers": ("limit", "cursor"),
     "pages.list_jobs": ("before",),
-    "pages.job_detail": ("differs", "baseline"),
+    "pages.job_detail": ("differs", "baseline", "model"),
     "pages.list_questions": (),
     "regions.list_regions": (),
     "findings.cell_detail": ("baseline",),

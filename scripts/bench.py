@@ -713,6 +713,7 @@ class Bench:
                 cases = [
                     ("api", "GET /api/v1/jobs/<id>", "/api/v1/jobs/{}"),
                     ("page", "GET /jobs/<id>", "/jobs/{}"),
+                    ("model", "GET /jobs/<id>?model=<model>", "/jobs/{}?model=" + MODEL_IDS[0]),
                     (
                         "cell",
                         "GET /jobs/<id>/models/<model>/questions/0",
