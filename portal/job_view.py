@@ -46,8 +46,7 @@ def job_detail_view(
     baseline = comparison["baseline"]
     compared = {m["model_id"]: m for m in comparison["models"]}
     executions = doc["executions"]
-    answers = sum(len(e["answers"]) for e in executions)
-    folded = model is None and answers > FOLD_OVER
+    folded = model is None and doc["counts"]["total"] > FOLD_OVER
     groups = [
         _model_group(
             doc, model_id, executions, compared.get(model_id), differs_only, job.ended, folded
@@ -75,13 +74,13 @@ def _model_group(doc, model_id, executions, compared, differs_only, ended, folde
     first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
     answers_by_id = {}
     per_question = {}
-    if compared:
+    # A folded group shows no question: building them is most of a big page's cost.
+    if compared and not folded:
         for question in compared["questions"]:
             per_question[question["question_index"]] = question
             for entry in question["answers"]:
                 answers_by_id[entry["answer_id"]] = entry
     questions = []
-    # A folded group shows no question: building them is most of a big page's cost.
     for question in [] if folded else doc["questions"]:
         summary = per_question.get(question["index"])
         cells = []
@@ -109,7 +108,6 @@ def _model_group(doc, model_id, executions, compared, differs_only, ended, folde
         "executions": [by_region[r] for r in doc["regions"] if r in by_region],
         "compared": compared if ended else None,
         "questions": questions,
-        "folded": folded,
         "answers": sum(len(e["answers"]) for e in mine),
     }
 

@@ -510,13 +510,15 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self, db: str, dbs: Databases, workdir: Path, sizes: Sizes):
+    def __init__(
+        self, db: str, dbs: Databases, workdir: Path, sizes: Sizes, profile_dir: Path | None = None
+    ):
         self.db = db
         self.dbs = dbs
         self.workdir = workdir
         self.sizes = sizes
+        self.profile_dir = profile_dir
         self.figures: list[Figure] = []
-        self.profile_dir: Path | None = None
 
     def figure(self, key: str, label: str, unit: str, **kwargs) -> Figure:
         fig = Figure(key=key, label=label, db=self.db, unit=unit, **kwargs)
@@ -645,21 +647,15 @@ class Bench:
         if "efficiency_wall" not in mine:
             return
         pairs = (
-            ("efficiency_wall", promptfoo_wall, "wall time, portal / promptfoo", "<= 0.5", 0.5),
-            (
-                "efficiency_cpu",
-                promptfoo_cpu,
-                "CPU per answer, portal / promptfoo per call",
-                "<= 0.3",
-                0.3,
-            ),
+            ("efficiency_wall", promptfoo_wall, "wall time, portal / promptfoo", 0.5),
+            ("efficiency_cpu", promptfoo_cpu, "CPU per answer, portal / promptfoo per call", 0.3),
         )
-        for key, theirs, label, target, bound in pairs:
+        for key, theirs, label, bound in pairs:
             ratio = self.figure(
                 f"{key}_vs_promptfoo",
                 f"{label} (run by run)",
                 "ratio",
-                target=target,
+                target=f"<= {bound}",
                 meets=lambda v, bound=bound: v <= bound,
             )
             for portal, tool in zip(mine[key].values, theirs.values, strict=False):
@@ -936,8 +932,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for kind in kinds:
             dbs = Databases(kind, workdir, args.postgres_url)
-            bench = Bench(kind, dbs, workdir, sizes)
-            bench.profile_dir = args.profile
+            bench = Bench(kind, dbs, workdir, sizes, args.profile)
             try:
                 if sections & {"efficiency", "overhead", "promptfoo"}:
                     bench.efficiency_and_overhead(sections)

@@ -387,11 +387,17 @@ def postgres_cluster(url: str) -> tuple[str, str] | None:
 
 def postmaster_started(url: str) -> float:
     """When the PostgreSQL server at `url` last started, as a Unix time."""
-    import psycopg
+    from sqlalchemy import create_engine, text
 
-    with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=10) as conn:
-        row = conn.execute("SELECT extract(epoch FROM pg_postmaster_start_time())").fetchone()
-    return float(row[0])
+    from portal.settings import database_url
+
+    engine = create_engine(database_url(url, "."))
+    try:
+        with engine.connect() as conn:
+            started = conn.scalar(text("SELECT extract(epoch FROM pg_postmaster_start_time())"))
+    finally:
+        engine.dispose()
+    return float(started)
 
 
 def pg_ctlcluster(cluster: tuple[str, str], action: str) -> subprocess.CompletedProcess:

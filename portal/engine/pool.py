@@ -190,7 +190,7 @@ class Dispatcher:
         # Draining: no more claims and no new calls; the heartbeat goes on until `_stopping`.
         self._draining = gevent.event.Event()
         self._stopping = gevent.event.Event()
-        self._wake = wake.listen()
+        self._wake = gevent.event.Event()  # set by wake.new_work() while run() runs
         self._greenlets: list[gevent.Greenlet] = []
         self._last_sweep = 0.0
 
@@ -239,6 +239,13 @@ class Dispatcher:
 
     def run(self) -> None:
         """Claims and starts work until stopped; recovers expired leases on every pass."""
+        wake.listen(self._wake)
+        try:
+            self._claim_until_drained()
+        finally:
+            wake.forget(self._wake)
+
+    def _claim_until_drained(self) -> None:
         while not self._draining.is_set():
             with self.app.app_context():
                 try:
@@ -252,7 +259,6 @@ class Dispatcher:
             # Polls for other processes' work; wakes at once for this process's own.
             gevent.wait([self._draining, self._wake], timeout=self.poll_s, count=1)
             self._wake.clear()
-        wake.forget(self._wake)
 
     def tick(self) -> int:
         """Runs one pass: ends overdue jobs, then claims what the free slots allow."""

@@ -14,11 +14,9 @@ import gevent.event
 _listening: set[gevent.event.Event] = set()
 
 
-def listen() -> gevent.event.Event:
-    """Returns an event that `new_work()` sets; `forget` it when its dispatcher stops."""
-    event = gevent.event.Event()
+def listen(event: gevent.event.Event) -> None:
+    """Has `new_work()` set `event` until it is forgotten."""
     _listening.add(event)
-    return event
 
 
 def forget(event: gevent.event.Event) -> None:
