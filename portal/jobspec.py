@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from .config import BeaconConfig, Model, Region
 from .errors import Invalid
+from .storable import storable_text
 
 MAX_RUNS = 10
 MAX_ANSWERS = 10_000
@@ -230,7 +231,8 @@ def _question(entry: object, config: BeaconConfig) -> tuple[str | None, str]:
             f"a prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}",
             {"questions": text[:80]},
         )
-    return None, text
+    # Verified as signed; stored and asked as both databases can hold it (no NUL).
+    return None, storable_text(text)
 
 
 def _input_prompt(spec: dict) -> str | None:
@@ -238,7 +240,7 @@ def _input_prompt(spec: dict) -> str | None:
     source = benchmark.get("input") if isinstance(benchmark, dict) else None
     data = source.get("data") if isinstance(source, dict) else None
     prompt = data.get("prompt") if isinstance(data, dict) else None
-    return prompt if isinstance(prompt, str) and prompt.strip() else None
+    return storable_text(prompt) if isinstance(prompt, str) and prompt.strip() else None
 
 
 def parse_timestamp(raw: object) -> datetime | None:
@@ -313,10 +315,10 @@ def _rate(value: float | None) -> float | None:
 def _nonce(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+    if not isinstance(value, str) or not 1 <= len(value) <= 200 or "\x00" in value:
         raise invalid(
             "invalid_field",
-            "metadata.nonce must be a string of 1-200 characters",
+            "metadata.nonce must be a string of 1-200 characters, none of them NUL",
             {"metadata.nonce": "bad nonce"},
         )
     return value

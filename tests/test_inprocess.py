@@ -181,3 +181,20 @@ def job_status(app, job_id: str) -> str:
             return jobs.find_job(job_id).status
         finally:
             db.session.remove()
+
+
+def test_nul_in_a_signed_prompt_is_stored_as_both_databases_can_hold_it(loopback_app, signer):
+    # PostgreSQL text cannot hold NUL: the prompt is kept with U+FFFD in its place, on SQLite
+    # too, so a job stores and asks the same text wherever it runs. A nonce is an identifier:
+    # NUL in it is refused.
+    app, _ = loopback_app
+    job_id, created = submit(app, signer, metadata=ONE_MODEL, questions=["what is a\x00b here?"])
+    with app.app_context():
+        prompts = {a.prompt for e in jobs.find_job(job_id).executions for a in e.answers}
+    assert created and prompts == {"what is a\ufffdb here?"}
+    with app.app_context(), pytest.raises(Invalid) as refused:
+        intake.submit_jobspec(
+            json.dumps(signer.sign(spec_3x3(metadata={**ONE_MODEL, "nonce": "n\x00"}))),
+            intake.intake_context(),
+        )
+    assert refused.value.code == "invalid_field" and "nonce" in refused.value.message

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, update
 
 from .. import compare, providers
 from ..models import Answer
+from ..storable import storable_text
 
 MAX_OUTPUT_CHARS = 100_000
 
@@ -113,6 +114,4 @@ def completed_values(result: providers.ProviderResult, prompt: str) -> dict:
 
 def clean_output(text: str) -> str:
     """Returns model output as storable text: no NUL characters, no lone surrogates."""
-    # PostgreSQL text cannot hold NUL, and a JSON string may carry unpaired surrogates.
-    text = text.replace("\x00", "\ufffd")
-    return text.encode("utf-8", errors="replace").decode("utf-8")
+    return storable_text(text)
