@@ -70,8 +70,8 @@ def post_worker_init(worker):
     the app has loaded, and a watcher that drains it as soon as the worker is told to stop."""
     import gevent
 
-    from portal import trust
     from portal.engine import pool
+    from portal.intake import trust
 
     beacon = worker.wsgi.extensions["beacon"]
     # Which keys may submit is read from this process's environment: say so where it starts.

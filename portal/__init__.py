@@ -13,25 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Builds the app: settings from the environment, extensions, blueprints, handlers."""
-    from . import (
-        admin,
-        api,
-        api_answers,
-        cli,
-        findings_views,
-        logs,
-        ops,
-        pages,
-        params,
-        provenance_api,
-        provenance_pages,
-        ratelimit,
-        regions,
-        security,
-        settings,
-        views_errors,
-    )
-    from .db import db, migrate
+    from portal import logs, ratelimit, settings
+    from portal.cli import commands
+    from portal.db import db, migrate
+    from portal.web import admin, errors, ops, params, security
+    from portal.web.api import bp as api_bp
+    from portal.web.pages import bp as pages_bp
 
     app = Flask(
         __name__,
@@ -60,17 +47,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
-    app.register_blueprint(api.bp)
-    app.register_blueprint(api.health_bp)
-    app.register_blueprint(provenance_api.bp)
-    app.register_blueprint(provenance_pages.bp)
-    app.register_blueprint(api_answers.bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(findings_views.bp)
-    app.register_blueprint(findings_views.api_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
     app.register_blueprint(ops.bp)
-    app.register_blueprint(regions.bp)
-    views_errors.register(app)
+    errors.register(app)
     params.register(app)
-    cli.register(app)
+    commands.register(app)
     return app

@@ -13,8 +13,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .judge_config import JudgeConfigError, JudgeSettings, parse_judge
-from .redact import safe_url
+from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
+from portal.redact import safe_url
 
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -238,7 +238,7 @@ class _Checker:
         return cls(**entry)
 
     def rate(self, key: str, value: str) -> None:
-        from .ratelimit import parse_rate
+        from portal.ratelimit import parse_rate
 
         try:
             parse_rate(value)

@@ -54,6 +54,16 @@ class Conflict(DomainError):
     kind = "conflict"
 
 
+class RateLimited(DomainError):
+    """Too many requests from one client inside the limit's window."""
+
+    kind = "rate_limited"
+
+    def __init__(self, code: str, message: str, retry_after_s: int):
+        super().__init__(code, message)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class ApiError(DomainError):
     """A refusal made by the web edge itself, with its HTTP status."""
 

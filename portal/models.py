@@ -23,14 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
-from .db import db
-from .judge_config import agrees
+from portal.db import db
+from portal.judge.config import agrees
 
 # The vocabulary lives in portal.status; these names stay importable from here.
-from .status import ACTIVE as ACTIVE
-from .status import FINISHED as FINISHED
-from .status import JOB_ENDED as JOB_ENDED
-from .status import RunStatus
+from portal.status import ACTIVE as ACTIVE
+from portal.status import FINISHED as FINISHED
+from portal.status import JOB_ENDED as JOB_ENDED
+from portal.status import RunStatus
 
 
 def utcnow() -> datetime:

@@ -19,7 +19,7 @@ from limits.errors import ConfigurationError, StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from .errors import ApiError
+from portal.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,10 @@ class SubmissionLimiter:
         if allowed:
             return
         wait = max(1, math.ceil(reset.reset_time - time.time()))
-        raise ApiError(
-            429,
+        raise RateLimited(
             "rate_limited",
             f"more than {self.item} job submissions from {client}; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
+            wait,
         )
 
     def _window(self) -> MovingWindowRateLimiter:

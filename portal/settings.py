@@ -9,8 +9,10 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from . import instance, ratelimit, signing, tlog, trust
-from .config import BeaconConfig, ConfigError, load_config
+from portal import instance, ratelimit
+from portal.config import BeaconConfig, ConfigError, load_config
+from portal.intake import signing, trust
+from portal.provenance import tlog
 
 ENV_NAMES = (
     "DATABASE_URL",

@@ -48,7 +48,7 @@ import bench_promptfoo  # noqa: E402  (beside this script)
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from portal import signing  # noqa: E402
+from portal.intake import signing  # noqa: E402
 from portal.settings import ENV_NAMES, database_url  # noqa: E402
 from portal.status import JOB_ENDED  # noqa: E402
 from tests.support.loopback import LoopbackProvider  # noqa: E402

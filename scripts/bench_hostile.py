@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from portal import compare  # noqa: E402
+from portal import compare
 
 SHAPES = {
     "a + spaces + b": lambda n: "a" + " " * (n - 2) + "b",

@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from portal import create_app, merkle, tlog  # noqa: E402
+from portal import create_app  # noqa: E402
 from portal.db import db  # noqa: E402
-from portal.log_models import LogHead, LogNode  # noqa: E402
+from portal.provenance import merkle, tlog  # noqa: E402
+from portal.provenance.log_models import LogHead, LogNode  # noqa: E402
 from portal.settings import ENV_NAMES  # noqa: E402
 
 BATCH = 20_000

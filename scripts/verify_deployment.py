@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from portal import signing
+from portal.intake import signing
 from portal.status import JOB_ENDED
 
 JOB_FILE = Path(__file__).with_name("3-model-verification-job.json")

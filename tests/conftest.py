@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from portal import create_app, signing
+from portal import create_app
 from portal.db import db
+from portal.intake import signing
 from portal.settings import ENV_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]

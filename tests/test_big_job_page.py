@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal import job_view
+from portal.web.pages import job_view
 from tests.conftest import THREE_REGIONS
 from tests.html_check import assert_valid_page
 

@@ -7,8 +7,9 @@ import re
 
 from flask import render_template
 
-from portal import charts, findings
 from portal.compare import compare_job
+from portal.web.pages import charts
+from portal.web.pages import findings_view as findings
 
 REGIONS = ["us-east", "eu-west", "asia-pacific"]
 SAME = "The capital city of Australia is Canberra, a planned city chosen in 1908."

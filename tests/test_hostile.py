@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from portal import redact, signing
+from portal import redact
 from portal.compare import report
 from portal.db import db
+from portal.intake import signing
 from portal.models import Job
 
 from .conftest import THREE_REGIONS, Signer, spec_3x3

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from portal import intake
 from portal.db import db
 from portal.engine import jobs
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from portal.intake import submit as intake
 from portal.models import Answer, Execution
 from portal.status import JobStatus, RunStatus
 

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from portal import jobspec
 from portal.config import load_config
 from portal.db import db
 from portal.errors import DomainError
+from portal.intake import jobspec
 from portal.models import Answer, Execution, Job, UsedNonce
-from portal.views_errors import http_status
+from portal.web.errors import http_status
 
 from .conftest import ROOT, THREE_REGIONS, spec_3x3
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from portal import judge, judge_agreement, summary
 from portal.config import ConfigError, load_config
-from portal.judge_config import agrees, expected_label
+from portal.judge import agreement as judge_agreement
+from portal.judge import labels as judge
+from portal.judge import summary
+from portal.judge.config import agrees, expected_label
 
 from .conftest import THREE_REGIONS
 
@@ -128,7 +130,7 @@ def test_the_written_examples_load_and_the_judge_sees_only_answers_with_text():
 
 
 def judge_agreement_examples():
-    from portal.judge_cli import EXAMPLES
+    from portal.cli.judge import EXAMPLES
 
     return EXAMPLES
 

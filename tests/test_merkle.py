@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from portal import merkle
+from portal.provenance import merkle
 
 from .rfc9162 import Reference, sha, verify_consistency, verify_inclusion
 

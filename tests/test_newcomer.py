@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from portal import create_app, instance, params
+from portal import create_app, instance
 from portal.config import ConfigError
 from portal.db import db
 from portal.models import Execution
 from portal.settings import ENV_NAMES
+from portal.web import params
 
 from .conftest import ROOT, THREE_REGIONS, spec_3x3
 from .test_pages import finish, page, submit_api, submit_form

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
-from portal import openapi, paging, signing
 from portal.config import PROVIDER_KINDS
-from portal.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
-from portal.openapi_schemas import base64_pattern, json_type
+from portal.intake import signing
+from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from portal.status import JOB_STATUSES, RUN_STATUSES
+from portal.web import paging
+from portal.web.api import openapi
+from portal.web.api.openapi_schemas import base64_pattern, json_type
 
 DOC = openapi.document("test")
 JOBSPEC = DOC["components"]["schemas"]["JobSpec"]["properties"]

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from portal import htmx
 from portal.db import db
 from portal.models import Answer, Execution, Job, utcnow
+from portal.web.pages import htmx
 from tests.conftest import THREE_REGIONS, spec_3x3
 from tests.html_check import assert_valid_page, problems
 
@@ -149,7 +149,7 @@ def test_every_page_passes_the_html_check(make_app, client, app, signer):
 
 
 def test_error_pages_422_and_500_share_the_layout(app):
-    from portal.views_errors import render_error
+    from portal.web.errors import render_error
 
     @app.get("/boom")
     def boom():

@@ -15,10 +15,10 @@ import pytest
 import rfc8785
 from sqlalchemy import select, update
 
-from portal import receipts, tlog
 from portal.db import db
-from portal.log_models import Receipt
 from portal.models import Answer, Execution, utcnow
+from portal.provenance import receipts, tlog
+from portal.provenance.log_models import Receipt
 
 from .conftest import THREE_REGIONS, spec_3x3
 from .html_check import assert_valid_page

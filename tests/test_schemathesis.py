@@ -17,7 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from portal import __version__, openapi
+from portal import __version__
+from portal.web.api import openapi
 
 from .conftest import THREE_REGIONS, Signer, spec_3x3
 from .support.live_server import live_server

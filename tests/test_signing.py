@@ -6,8 +6,8 @@ import pytest
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from portal import signing
-from portal.signing import SignatureError
+from portal.intake import signing
+from portal.intake.signing import SignatureError
 
 from .conftest import SHARED
 

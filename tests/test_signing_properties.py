@@ -7,8 +7,8 @@ import rfc8785
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from portal import signing
-from portal.signing import SignatureError
+from portal.intake import signing
+from portal.intake.signing import SignatureError
 
 from .conftest import SHARED
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from portal import openapi
 from portal.status import (
     ACTIVE,
     FINISHED,
@@ -19,6 +18,7 @@ from portal.status import (
     is_classified,
     job_ended,
 )
+from portal.web.api import openapi
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = set(JOB_STATUSES) | set(RUN_STATUSES)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from portal.trust import TrustedKey, TrustError, check_trust, parse_trusted_keys
+from portal.intake.trust import TrustedKey, TrustError, check_trust, parse_trusted_keys
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(1, 33))).decode()

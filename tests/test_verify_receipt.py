@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from portal import merkle
+from portal.provenance import merkle
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import ROOT, spec_3x3

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from . import rules
-from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
-from .similarity import CJK, normalize, split_words
+from portal.compare import rules
+from portal.compare.rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
+from portal.compare.similarity import CJK, normalize, split_words
 
 CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
 

@@ -15,11 +15,11 @@ import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
-from ..status import is_classified
-from .classifier import classify_detail
-from .framing import csv_counts, question_framing
-from .rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
-from .similarity import CJK, Similarity, embedding_model_id, semantic_available
+from portal.compare.classifier import classify_detail
+from portal.compare.framing import csv_counts, question_framing
+from portal.compare.rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
+from portal.compare.similarity import CJK, Similarity, embedding_model_id, semantic_available
+from portal.status import is_classified
 
 # Between-region spread must exceed within-region spread (0 with a single run) by more than
 # this before a question is said to differ between regions.

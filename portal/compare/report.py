@@ -14,13 +14,13 @@ from collections import OrderedDict
 
 from sqlalchemy import select
 
-from .. import offload, settings
-from ..db import db
-from ..errors import Invalid
-from ..models import Job, iso, with_answers
-from .comparison import compare_job
-from .rules import rules_version
-from .similarity import embedding_model_id, semantic_available
+from portal import offload, settings
+from portal.compare.comparison import compare_job
+from portal.compare.rules import rules_version
+from portal.compare.similarity import embedding_model_id, semantic_available
+from portal.db import db
+from portal.errors import Invalid
+from portal.models import Job, iso, with_answers
 
 log = logging.getLogger(__name__)
 

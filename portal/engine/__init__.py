@@ -1,2 +1,10 @@
-"""The execution engine: `pool` claims executions and runs them, `execution` asks one
-execution's questions, `jobs` derives, cancels and retries a job's status."""
+"""The execution engine: claims executions, runs them in a bounded pool, derives job status.
+
+`pool` claims executions with a lease and runs them, `execution` asks one execution's
+questions in order, `answer_writes` holds its two hot-path writes, `jobs` derives, cancels and
+retries a job's status, `region_rate` spaces a region's calls, `wake` wakes this process's
+dispatcher, `metrics` counts what the engine does.
+
+May import: the top-level modules, `providers`, `compare` (an answer's class), `provenance`
+(a receipt when an execution ends) and `judge` (its work runs in the same pool). Never flask.
+"""

@@ -20,9 +20,9 @@ import hashlib
 
 from sqlalchemy import bindparam, update
 
-from .. import compare, providers
-from ..models import Answer
-from ..storable import storable_text
+from portal import compare, providers
+from portal.models import Answer
+from portal.storable import storable_text
 
 MAX_OUTPUT_CHARS = 100_000
 

@@ -30,13 +30,14 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from .. import compare, logs, metrics, providers, receipts, redact
-from ..compare import report
-from ..config import BeaconConfig
-from ..db import db
-from ..models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
-from . import answer_writes, jobs
-from .region_rate import RegionRates
+from portal import compare, logs, providers, redact
+from portal.compare import report
+from portal.config import BeaconConfig
+from portal.db import db
+from portal.engine import answer_writes, jobs, metrics
+from portal.engine.region_rate import RegionRates
+from portal.models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
+from portal.provenance import receipts
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, update
 
-from .. import judge_queue, settings
-from ..config import BeaconConfig
-from ..db import db
-from ..errors import Conflict, NotFound
-from ..models import (
+from portal import settings
+from portal.config import BeaconConfig
+from portal.db import db
+from portal.errors import Conflict, NotFound
+from portal.judge import queue as judge_queue
+from portal.models import (
     ACTIVE,
     JOB_ENDED,
     Answer,

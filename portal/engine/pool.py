@@ -29,18 +29,20 @@ from gevent.pool import Pool
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import judge_dispatch, logs, metrics, receipts
-from ..config import BeaconConfig
-from ..db import db
-from ..models import Execution, claimable, utcnow
-from . import jobs, wake
-from .answer_writes import clean_output as clean_output
+from portal import logs
+from portal.config import BeaconConfig
+from portal.db import db
+from portal.engine import jobs, metrics, wake
+from portal.engine.answer_writes import clean_output as clean_output
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
 # uses it too. classify and clean_output stay importable from here.
-from .execution import classify as classify
-from .execution import renew, run_execution
-from .region_rate import RegionRates
+from portal.engine.execution import classify as classify
+from portal.engine.execution import renew, run_execution
+from portal.engine.region_rate import RegionRates
+from portal.judge import dispatch as judge_dispatch
+from portal.models import Execution, claimable, utcnow
+from portal.provenance import receipts
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from limits import RateLimitItem, parse
 from limits.errors import StorageError
 from limits.strategies import MovingWindowRateLimiter
 
-from ..config import Region
-from ..ratelimit import DEFAULT_STORAGE, build_storage
+from portal.config import Region
+from portal.ratelimit import DEFAULT_STORAGE, build_storage
 
 log = logging.getLogger(__name__)
 

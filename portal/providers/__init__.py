@@ -1,11 +1,14 @@
 """Provider calls: one prompt to one model in one region, over HTTP or on this machine.
 
 `call()` returns a `ProviderResult` or raises `ProviderError`. The HTTP kinds live in `http`,
-the local llama.cpp kind in `local`, the shared types in `common`.
+the local llama.cpp kind in `local`, the shared types in `common`, kept-alive connections in
+`http_pool`, what a provider said about itself in `served_by`.
+
+May import: the top-level modules only. Never flask.
 """
 
-from .common import ProviderError as ProviderError
-from .common import ProviderResult as ProviderResult
-from .http import MAX_BODY_BYTES as MAX_BODY_BYTES
-from .http import call as call
-from .http import local_model_loaded as local_model_loaded
+from portal.providers.common import ProviderError as ProviderError
+from portal.providers.common import ProviderResult as ProviderResult
+from portal.providers.http import MAX_BODY_BYTES as MAX_BODY_BYTES
+from portal.providers.http import call as call
+from portal.providers.http import local_model_loaded as local_model_loaded

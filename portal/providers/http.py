@@ -24,10 +24,10 @@ from pathlib import Path
 import gevent
 import gevent.monkey
 
-from ..config import Model, Region
-from . import http_pool, local
-from . import served_by as provenance
-from .common import (
+from portal.config import Model, Region
+from portal.providers import http_pool, local
+from portal.providers import served_by as provenance
+from portal.providers.common import (
     DETAIL_CHARS,
     DeadlineExceeded,
     ProviderError,

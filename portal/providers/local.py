@@ -14,8 +14,8 @@ from pathlib import Path
 import gevent
 import gevent.monkey
 
-from ..config import Model, Region, smollm2_gguf_path
-from .common import DeadlineExceeded, ProviderError, clip, count, dig
+from portal.config import Model, Region, smollm2_gguf_path
+from portal.providers.common import DeadlineExceeded, ProviderError, clip, count, dig
 
 LOCAL_CONTEXT_TOKENS = 2048
 LOCAL_THREADS = 2

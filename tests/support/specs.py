@@ -1,4 +1,4 @@
-"""JobSpecs for tests and benchmarks: one builder, unsigned (sign with portal.signing)."""
+"""JobSpecs for tests and benchmarks: one builder, unsigned (sign with portal.intake.signing)."""
 
 from __future__ import annotations
 

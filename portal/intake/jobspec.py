@@ -1,0 +1,358 @@
+"""JobSpec parsing, validation and normalization (SPEC section 4).
+
+Normalization runs after the signature has verified and never changes the stored spec: it reads
+the signed object and returns a `NormalizedSpec` of configured models, regions and prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from portal.config import BeaconConfig, Model, Region
+from portal.errors import Invalid
+from portal.storable import storable_text
+
+MAX_RUNS = 10
+MAX_ANSWERS = 10_000
+MAX_MIN_REGIONS = 1_000
+MAX_PROMPT_CHARS = 8_000
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+# Top-level fields whose type is checked; anything else is kept as it is.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "jobspec_id": (str,),
+    "version": (str,),
+    "benchmark": (dict,),
+    "constraints": (dict,),
+    "metadata": (dict, type(None)),
+    "models": (list,),
+    "questions": (list, type(None)),
+    "runs": (int,),
+    "created_at": (str,),
+    "signature": (str,),
+    "public_key": (str,),
+}
+CONSTRAINT_TYPES: dict[str, tuple[type, ...]] = {
+    "regions": (list,),
+    "min_regions": (int,),
+    "min_success_rate": (int, float),
+    "timeout": (int,),
+    "provider_timeout": (int,),
+}
+
+
+@dataclass(frozen=True)
+class NormalizedSpec:
+    """What the portal runs: configured models and regions, prompts, limits."""
+
+    job_id: str | None
+    models: list[Model]
+    regions: list[Region]
+    questions: list[dict]
+    runs: int
+    min_regions: int | None
+    min_success_rate: float | None
+    timeout_s: float | None
+    nonce: str | None
+    timestamp: datetime | None
+
+    @property
+    def answer_count(self) -> int:
+        return len(self.models) * len(self.regions) * len(self.questions) * self.runs
+
+
+def invalid(code: str, message: str, fields: dict | None = None) -> Invalid:
+    """Builds a refusal of the spec."""
+    return Invalid(code, message, fields)
+
+
+def unwrap(body: object) -> dict:
+    """Returns the JobSpec inside the original portal's wrapper, or the body itself."""
+    if not isinstance(body, dict):
+        raise invalid("not_object", f"the body must be a JSON object, not {_kind(body)}")
+    if "jobspec" in body and "signature" not in body:
+        inner = body["jobspec"]
+        if not isinstance(inner, dict):
+            raise invalid(
+                "invalid_field", "jobspec must be an object", {"jobspec": "not an object"}
+            )
+        return inner
+    return body
+
+
+def check_types(spec: dict) -> None:
+    """Refuses a spec whose known fields have the wrong JSON types, naming each one."""
+    problems = {}
+    for name, types in FIELD_TYPES.items():
+        if name in spec and not _is(spec[name], types):
+            problems[name] = f"must be {_type_words(types)}, not {_kind(spec[name])}"
+    constraints = spec.get("constraints")
+    if isinstance(constraints, dict):
+        for name, types in CONSTRAINT_TYPES.items():
+            if name in constraints and not _is(constraints[name], types):
+                problems[f"constraints.{name}"] = (
+                    f"must be {_type_words(types)}, not {_kind(constraints[name])}"
+                )
+    if problems:
+        first = next(iter(problems))
+        raise invalid("invalid_field", f"{first} {problems[first]}", problems)
+
+
+def job_id_of(spec: dict) -> str | None:
+    """Returns the spec's `id` or `jobspec_id`, refusing ids unsafe in a URL."""
+    job_id = spec.get("id") or spec.get("jobspec_id")
+    if job_id is None:
+        return None
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        raise invalid(
+            "invalid_field",
+            "id must be 1-200 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit",
+            {"id": "unsafe characters or length"},
+        )
+    return job_id
+
+
+def normalize(spec: dict, config: BeaconConfig) -> NormalizedSpec:
+    """Resolves models, regions and questions of a verified spec against the configuration."""
+    check_types(spec)
+    constraints = spec.get("constraints") or {}
+    metadata = spec.get("metadata") or {}
+    normalized = NormalizedSpec(
+        job_id=job_id_of(spec),
+        models=normalize_models(metadata.get("models", spec.get("models")), config),
+        regions=normalize_regions(constraints.get("regions"), config),
+        questions=normalize_questions(spec, config),
+        runs=_runs(spec.get("runs", 1)),
+        min_regions=_min_regions(constraints.get("min_regions")),
+        min_success_rate=_rate(constraints.get("min_success_rate")),
+        timeout_s=_timeout(constraints.get("timeout")),
+        nonce=_nonce(metadata.get("nonce")),
+        timestamp=parse_timestamp(metadata.get("timestamp")),
+    )
+    if normalized.answer_count > MAX_ANSWERS:
+        raise invalid(
+            "too_many_answers",
+            f"{normalized.answer_count} answers requested; the limit is {MAX_ANSWERS}",
+        )
+    return normalized
+
+
+def normalize_models(raw: object, config: BeaconConfig) -> list[Model]:
+    """Turns strings and {"id", "name"?} objects into configured models, deduplicated in order."""
+    if raw is None or raw == []:
+        return config.default_models()
+    if not isinstance(raw, list):
+        raise invalid("invalid_field", "models must be a list", {"models": "not a list"})
+    models: list[Model] = []
+    for entry in raw:
+        model_id = entry.get("id") if isinstance(entry, dict) else entry
+        if not isinstance(model_id, str) or not model_id.strip():
+            raise invalid(
+                "invalid_field",
+                "each model must be an id string or an object with a string id",
+                {"models": f"bad entry {entry!r}"[:200]},
+            )
+        model = config.models.get(model_id.strip())
+        if model is None:
+            known = ", ".join(config.models)
+            raise invalid(
+                "unknown_model",
+                f"unknown model {model_id!r}; known models: {known}",
+                {"models": model_id},
+            )
+        if model not in models:
+            models.append(model)
+    return models
+
+
+def normalize_regions(raw: object, config: BeaconConfig) -> list[Region]:
+    """Resolves region ids and aliases; an unknown name is refused, never mapped elsewhere."""
+    if raw is None or raw == []:
+        return list(config.regions.values())
+    regions: list[Region] = []
+    for name in raw:
+        region = config.find_region(name) if isinstance(name, str) else None
+        if region is None:
+            known = ", ".join(config.regions)
+            raise invalid(
+                "unknown_region",
+                f"unknown region {name!r}; known regions: {known} (and their aliases)",
+                {"constraints.regions": name if isinstance(name, str) else repr(name)},
+            )
+        if region not in regions:
+            regions.append(region)
+    return regions
+
+
+def normalize_questions(spec: dict, config: BeaconConfig) -> list[dict]:
+    """Returns [{"index", "id", "prompt"}]: bank ids resolved, literal prompts kept."""
+    raw = spec.get("questions") or []
+    if not raw:
+        prompt = _input_prompt(spec)
+        if prompt is None:
+            raise invalid(
+                "no_prompt",
+                "the spec has no questions and no benchmark.input.data.prompt: nothing to ask",
+            )
+        raw = [prompt]
+    questions = []
+    for entry in raw:
+        question_id, prompt = _question(entry, config)
+        questions.append({"index": len(questions), "id": question_id, "prompt": prompt})
+    return questions
+
+
+def _question(entry: object, config: BeaconConfig) -> tuple[str | None, str]:
+    if isinstance(entry, dict):
+        entry = entry.get("id") or entry.get("prompt")
+    if not isinstance(entry, str) or not entry.strip():
+        raise invalid(
+            "invalid_field",
+            "each question must be a question id or prompt text",
+            {"questions": repr(entry)[:200]},
+        )
+    text = entry.strip()
+    if text in config.questions:
+        return text, config.questions[text].prompt
+    if not any(c.isspace() for c in text):
+        # A bare token that is not a known id must never reach a model as its prompt.
+        raise invalid(
+            "unknown_question",
+            f"unknown question id {text!r}; known ids: {', '.join(config.questions)}",
+            {"questions": text},
+        )
+    if len(text) > MAX_PROMPT_CHARS:
+        raise invalid(
+            "invalid_field",
+            f"a prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}",
+            {"questions": text[:80]},
+        )
+    # Verified as signed; stored and asked as both databases can hold it (no NUL).
+    return None, storable_text(text)
+
+
+def _input_prompt(spec: dict) -> str | None:
+    benchmark = spec.get("benchmark")
+    source = benchmark.get("input") if isinstance(benchmark, dict) else None
+    data = source.get("data") if isinstance(source, dict) else None
+    prompt = data.get("prompt") if isinstance(data, dict) else None
+    return storable_text(prompt) if isinstance(prompt, str) and prompt.strip() else None
+
+
+def parse_timestamp(raw: object) -> datetime | None:
+    """Parses `metadata.timestamp` (ISO-8601); a naive time is taken as UTC."""
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise invalid(
+            "invalid_field",
+            f"metadata.timestamp must be an ISO-8601 time, not {raw!r}"[:200],
+            {"metadata.timestamp": "not ISO-8601"},
+        )
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def check_timestamp(when: datetime | None, now: datetime, window_s: float) -> None:
+    """Refuses a timestamp farther than `window_s` from now (0 turns the check off)."""
+    if when is None or not window_s:
+        return
+    skew = abs((now - when).total_seconds())
+    if skew > window_s:
+        raise invalid(
+            "stale_timestamp",
+            f"metadata.timestamp is {skew:.0f} s from the server clock; "
+            f"at most {window_s:.0f} s allowed",
+            {"metadata.timestamp": when.isoformat()},
+        )
+
+
+def _runs(value: int) -> int:
+    if isinstance(value, bool) or not 1 <= value <= MAX_RUNS:
+        raise invalid("invalid_field", f"runs must be 1 to {MAX_RUNS}", {"runs": repr(value)})
+    return value
+
+
+def _timeout(value: int | None) -> float | None:
+    """Turns `constraints.timeout` (integer nanoseconds, 0 for none) into seconds."""
+    if value is not None and value < 0:
+        raise invalid(
+            "invalid_field",
+            "constraints.timeout must be 0 or more nanoseconds",
+            {"constraints.timeout": repr(value)},
+        )
+    return (value or 0) / 1e9 or None
+
+
+def _min_regions(value: int | None) -> int | None:
+    # Bounded so a huge signed integer cannot overflow the database's integer column.
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= MAX_MIN_REGIONS):
+        raise invalid(
+            "invalid_field",
+            f"constraints.min_regions must be 0 to {MAX_MIN_REGIONS}",
+            {"constraints.min_regions": repr(value)},
+        )
+    return value
+
+
+def _rate(value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= 1):
+        raise invalid(
+            "invalid_field",
+            "constraints.min_success_rate must lie in [0, 1]",
+            {"constraints.min_success_rate": repr(value)},
+        )
+    return None if value is None else float(value)
+
+
+def _nonce(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 200 or "\x00" in value:
+        raise invalid(
+            "invalid_field",
+            "metadata.nonce must be a string of 1-200 characters, none of them NUL",
+            {"metadata.nonce": "bad nonce"},
+        )
+    return value
+
+
+def _is(value: object, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
+def _kind(value: object) -> str:
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _type_words(types: tuple[type, ...]) -> str:
+    return " or ".join(dict.fromkeys(_kind_of_type(t) for t in types))
+
+
+def _kind_of_type(t: type) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(t, t.__name__)

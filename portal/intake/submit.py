@@ -1,0 +1,180 @@
+"""Submission of a signed JobSpec: verify, trust, replay checks, normalize, store (SPEC 4-5).
+
+`submit_jobspec` is the one path by which a job enters the portal, for the API, the web form and
+the command line alike. A refusal raises a `DomainError` and leaves no row behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from portal import settings
+from portal.config import BeaconConfig
+from portal.db import db
+from portal.engine import wake
+from portal.errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
+from portal.intake import jobspec, signing, trust
+from portal.models import Answer, Execution, Job, UsedNonce, utcnow, with_answers
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """What intake needs besides the body: configuration, keys and the clock."""
+
+    config: BeaconConfig
+    trusted_keys: list[trust.TrustedKey]
+    portal_public_key: str | None
+    now: datetime | None = None
+
+
+def intake_context() -> IntakeContext:
+    """Builds the intake context from the running app's settings."""
+    s = settings.current()
+    return IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
+
+
+def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") -> tuple[Job, bool]:
+    """Stores a verified job and returns (job, created); created is False for a resubmission."""
+    limit = ctx.config.intake.max_body_bytes
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        # Every path (API, form, command line) verifies at most this many bytes.
+        raise Invalid("too_large", f"the JobSpec is over the limit of {limit} bytes")
+    try:
+        body = signing.load_json(raw)
+    except ValueError as exc:
+        raise Invalid("invalid_json", f"the body is not valid JSON: {exc}") from None
+    spec = jobspec.unwrap(body)
+    jobspec.check_types(spec)
+    now = ctx.now or utcnow()
+    # The key is looked up before any signature work: an unknown key costs a string compare,
+    # not four canonicalizations of a megabyte (docs/security.md).
+    try:
+        signing.check_form(spec)
+    except signing.SignatureError as exc:
+        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        raise refusal(exc.code, exc.message) from None
+    key = _trust(spec["public_key"], ctx, now)
+    verified = _verify(spec, ctx.config.intake.legacy_signatures)
+    # Fields a legacy scheme leaves unsigned are dropped when a beacon-jcs-v1 signer may
+    # have signed the same bytes: nobody can add an id to someone else's spec.
+    spec = verified.covered or spec
+
+    existing = db.session.scalar(
+        select(Job).where(Job.spec_hash == verified.spec_hash).options(with_answers())
+    )
+    if existing is not None:
+        return existing, False
+    normalized = jobspec.normalize(spec, ctx.config)
+    job_id = normalized.job_id or f"job-{verified.spec_hash[:16]}"
+    if db.session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
+        raise Conflict("id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id})
+    jobspec.check_timestamp(normalized.timestamp, now, ctx.config.intake.timestamp_window_s)
+    if normalized.nonce is not None and _nonce_used(verified.public_key, normalized.nonce):
+        raise _nonce_error(normalized.nonce)
+
+    raw_text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    job = _build_job(job_id, raw_text, verified, key.kid, normalized, ctx.config, now, source)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent submission won the race: report what it stored, or the conflict.
+        db.session.rollback()
+        return _after_race(verified, job_id, normalized.nonce)
+    wake.new_work()
+    return job, True
+
+
+def _verify(spec: dict, allow_legacy: bool) -> signing.Verified:
+    try:
+        return signing.verify(spec, allow_legacy=allow_legacy)
+    except signing.SignatureError as exc:
+        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        raise refusal(exc.code, exc.message) from None
+
+
+def _trust(public_key: str, ctx: IntakeContext, now: datetime) -> trust.TrustedKey:
+    try:
+        return trust.check_trust(public_key, ctx.trusted_keys, ctx.portal_public_key, now)
+    except trust.TrustError as exc:
+        raise Forbidden(exc.code, exc.message) from None
+
+
+def _nonce_used(public_key: str, nonce: str) -> bool:
+    return db.session.get(UsedNonce, (public_key, nonce)) is not None
+
+
+def _nonce_error(nonce: str) -> DomainError:
+    return Conflict(
+        "nonce_reused",
+        f"metadata.nonce {nonce!r} was already used by this key",
+        {"metadata.nonce": nonce},
+    )
+
+
+def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Job:
+    """Adds the job, its executions and its answers, all queued, to the session."""
+    timeouts = [config.execution.job_timeout_s] + ([spec.timeout_s] if spec.timeout_s else [])
+    job = Job(
+        id=job_id,
+        spec_hash=verified.spec_hash,
+        spec_raw=raw_text,
+        signature_scheme=verified.scheme,
+        public_key=verified.public_key,
+        signer_kid=kid,
+        source=source,
+        status="queued",
+        models=[m.id for m in spec.models],
+        regions=[r.id for r in spec.regions],
+        questions=spec.questions,
+        runs=spec.runs,
+        min_regions=spec.min_regions,
+        min_success_rate=spec.min_success_rate,
+        submitted_at=now,
+        deadline_at=now + timedelta(seconds=min(timeouts)),
+    )
+    db.session.add(job)
+    position = 0
+    for model in spec.models:
+        for region in spec.regions:
+            execution = Execution(
+                job=job,
+                position=position,
+                model_id=model.id,
+                model_name=model.name,
+                model_icon=model.icon,
+                region=region.id,
+                region_name=region.name,
+                provider=region.provider,
+                provider_model=model.provider_model,
+                status="queued",
+            )
+            position += 1
+            for question in spec.questions:
+                for run in range(1, spec.runs + 1):
+                    execution.answers.append(
+                        Answer(
+                            question_index=question["index"],
+                            question_id=question["id"],
+                            prompt=question["prompt"],
+                            run=run,
+                            status="queued",
+                        )
+                    )
+            db.session.add(execution)
+    if spec.nonce is not None:
+        db.session.add(UsedNonce(public_key=verified.public_key, nonce=spec.nonce, job_id=job_id))
+    return job
+
+
+def _after_race(verified, job_id: str, nonce: str | None) -> tuple[Job, bool]:
+    existing = db.session.scalar(select(Job).where(Job.spec_hash == verified.spec_hash))
+    if existing is not None:
+        return existing, False
+    if nonce is not None and _nonce_used(verified.public_key, nonce):
+        raise _nonce_error(nonce)
+    raise Conflict("id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id})

@@ -1,0 +1,317 @@
+"""The OpenAPI 3.1 document of /api/v1, kept beside the routes it describes."""
+
+from __future__ import annotations
+
+from portal.web.api import openapi_provenance as provenance_openapi
+from portal.web.api.openapi_schemas import (
+    BOOL,
+    INT,
+    SCHEMAS,
+    STATUS_ANSWER,
+    STATUS_JOB,
+    STR,
+    listing,
+    obj,
+    ref,
+)
+from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
+
+
+def json_response(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def errors(*statuses: int) -> dict:
+    return {
+        str(s): json_response("refused; see docs/api.md for the codes", ref("Error"))
+        for s in statuses
+    }
+
+
+def query(name: str, schema: dict, description: str) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def path_param(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def any_status(status: dict) -> dict:
+    """Returns a status filter where the empty string, as a form sends it, means any status."""
+    return {**status, "enum": [*status["enum"], ""]}
+
+
+LIMIT = query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    f"page size ({DEFAULT_LIMIT})",
+)
+CURSOR = query("cursor", {"type": "string", "pattern": f"^{DIGITS.pattern}$"}, "`next` of a page")
+JOB_ID = path_param("job_id", {"type": "string"})
+BASELINE = query("baseline", STR, "region to diff against (default: the spec's first region)")
+
+
+def paths() -> dict:
+    """Returns every route of the API and what it answers."""
+    return {
+        "/health": {
+            "get": {
+                "operationId": "get_health",
+                "summary": "Liveness and database check",
+                "responses": {
+                    "200": json_response(
+                        "healthy", obj({"status": STR, "database": STR, "version": STR})
+                    ),
+                    "503": json_response(
+                        "database unreachable",
+                        obj({"status": STR, "database": STR, "version": STR}),
+                    ),
+                },
+            }
+        },
+        "/api/v1/jobs": {
+            "post": {
+                "operationId": "create_job",
+                "summary": "Submit a signed JobSpec",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("JobSpec")}},
+                },
+                "responses": {
+                    "202": json_response(
+                        "accepted and queued", obj({"job": ref("Job"), "idempotent": BOOL})
+                    ),
+                    "200": json_response(
+                        "the same signed bytes were already accepted",
+                        obj({"job": ref("Job"), "idempotent": BOOL}),
+                    ),
+                    **errors(400, 401, 403, 409, 413, 415, 429),
+                },
+            },
+            "get": {
+                "operationId": "list_jobs",
+                "summary": "List jobs, newest first",
+                "parameters": [
+                    query("status", any_status(STATUS_JOB), "only jobs in this status"),
+                    LIMIT,
+                    CURSOR,
+                ],
+                "responses": {
+                    "200": json_response("a page of jobs", listing(ref("Job"))),
+                    **errors(400),
+                },
+            },
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "operationId": "get_job",
+                "summary": "One job with counts, executions and answers",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": json_response("the job", obj({"job": ref("Job")})),
+                    **errors(404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/answers": {
+            "get": {
+                "operationId": "list_job_answers",
+                "summary": "A job's answers a page at a time, for jobs too big to inline",
+                "parameters": [JOB_ID, LIMIT, CURSOR],
+                "responses": {
+                    "200": json_response(
+                        "a page of answers",
+                        listing({**ref("Answer"), "description": "with model_id and region"}),
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancel_job",
+                "summary": "Cancel a job: queued work stops now, in-flight calls when they return",
+                "parameters": [JOB_ID],
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": json_response("the job, now cancelled", obj({"job": ref("Job")})),
+                    **errors(401, 403, 404, 409),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retry_job",
+                "summary": "Queue an ended job's failed answers again, with a new deadline",
+                "parameters": [JOB_ID],
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": json_response(
+                        "the job, queued again",
+                        obj({"job": ref("Job"), "requeued": INT}),
+                    ),
+                    **errors(401, 403, 404, 409),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/comparison": {
+            "get": {
+                "operationId": "get_comparison",
+                "summary": "Per model and question: classes, similarity, word diffs, divergence",
+                "parameters": [JOB_ID, BASELINE],
+                "responses": {
+                    "200": json_response(
+                        "the comparison (docs/comparison.md)",
+                        obj({"comparison": ref("Comparison")}),
+                    ),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/summary": {
+            "get": {
+                "operationId": "get_summary",
+                "summary": "The machine-written summary of the job, citing answer ids",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": json_response("the summary", obj({"summary": ref("Summary")})),
+                    **errors(404),
+                },
+            }
+        },
+        "/api/v1/jobs/{job_id}/comparison.csv": {
+            "get": {
+                "operationId": "get_comparison_csv",
+                "summary": "The comparison as CSV, one row per answer",
+                "parameters": [JOB_ID, BASELINE],
+                "responses": {
+                    "200": {
+                        "description": "CSV with the columns of docs/comparison.md",
+                        "content": {"text/csv": {"schema": STR}},
+                    },
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/executions": {
+            "get": {
+                "operationId": "list_executions",
+                "summary": "List executions with filters",
+                "parameters": [
+                    query("job_id", STR, "job id"),
+                    query("model_id", STR, "model id"),
+                    query("region", STR, "region id"),
+                    query("status", any_status(STATUS_ANSWER), "execution status"),
+                    LIMIT,
+                    CURSOR,
+                ],
+                "responses": {
+                    "200": json_response("a page of executions", listing(ref("Execution"))),
+                    **errors(400),
+                },
+            }
+        },
+        "/api/v1/executions/job/{job_id}": {
+            "get": {
+                "operationId": "list_job_executions",
+                "summary": "Every execution of one job",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": json_response("the executions", listing(ref("Execution"))),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/executions/{execution_id}": {
+            "get": {
+                "operationId": "get_execution",
+                "summary": "One execution with its answers",
+                "parameters": [path_param("execution_id", {"type": "integer", "minimum": 0})],
+                "responses": {
+                    "200": json_response("the execution", obj({"execution": ref("Execution")})),
+                    **errors(404),
+                },
+            }
+        },
+        "/api/v1/models": {
+            "get": {
+                "operationId": "list_models",
+                "summary": "Configured models",
+                "responses": {"200": json_response("models", listing(ref("Model"))), **errors(400)},
+            }
+        },
+        "/api/v1/regions": {
+            "get": {
+                "operationId": "list_regions",
+                "summary": "Configured regions",
+                "responses": {
+                    "200": json_response("regions", listing(ref("Region"))),
+                    **errors(400),
+                },
+            }
+        },
+        "/api/v1/questions": {
+            "get": {
+                "operationId": "list_questions",
+                "summary": "The question bank",
+                "responses": {
+                    "200": json_response("questions", listing(ref("Question"))),
+                    **errors(400),
+                },
+            }
+        },
+        "/api/v1/questions/{question_id}/history": {
+            "get": {
+                "operationId": "question_history",
+                "summary": "A question's answers across jobs, newest job first, changes marked",
+                "parameters": [
+                    path_param("question_id", {"type": "string"}),
+                    query("model_id", STR, "only this model"),
+                    query("region", STR, "only this region"),
+                    LIMIT,
+                    query(
+                        "cursor",
+                        {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,18}$"},
+                        "`next` of a page",
+                    ),
+                ],
+                "responses": {
+                    "200": json_response("a page of answers", listing(ref("HistoryItem"))),
+                    **errors(400, 404),
+                },
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "get_openapi",
+                "summary": "This document",
+                "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})},
+            }
+        },
+    }
+
+
+def document(version: str) -> dict:
+    """Returns the whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Beacon portal API",
+            "version": version,
+            "description": "Submit signed JobSpecs and compare how one model answers "
+            'across regions. Errors: {"error": {"code", "message"}}.',
+        },
+        "paths": {**paths(), **provenance_openapi.PATHS},
+        "components": {
+            "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS},
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer", "description": "BEACON_ADMIN_TOKEN"}
+            },
+        },
+    }

@@ -1,0 +1,126 @@
+"""The job page's view model: header facts, progress and one group per model, from the
+serializers' dicts and the comparison, so the page, its htmx fragment and the JSON API show the
+same facts.
+
+A big job's page folds its model groups: past `FOLD_OVER` answers the page holds the findings
+(overview, differences, charts) and, per model, its summary and a link to that model's answers
+(`?model=<id>`), instead of every answer of every model at once. Without JavaScript the link is
+a plain page; the findings already name the cells worth reading.
+"""
+
+from __future__ import annotations
+
+from portal.compare import report
+from portal.judge import summary
+from portal.models import ACTIVE, Job
+from portal.status import FINISHED, is_classified
+from portal.web.pages import answer_views
+
+# Answers a job page shows at once; a bigger job's page shows one model at a time.
+FOLD_OVER = 300
+
+
+def progress(counts: dict) -> dict:
+    """Returns answers done (completed, failed or cancelled) of the total, and a percentage."""
+    total = counts.get("total", 0)
+    done = sum(counts.get(s, 0) for s in FINISHED)
+    return {"done": done, "total": total, "percent": round(100 * done / total) if total else 0}
+
+
+def job_row_view(doc: dict) -> dict:
+    """Returns a job dict with its progress and whether it is still active."""
+    return {**doc, "progress": progress(doc["counts"]), "active": doc["status"] in ACTIVE}
+
+
+def job_detail_view(
+    job: Job, differs_only: bool, baseline: str | None, model: str | None = None
+) -> dict:
+    """Builds the job page: header facts, progress and one group per model in spec order.
+
+    Classes and "differs" come only from the comparison, for a running job as for an ended one
+    (a running job's is computed on each view and never cached); its figures are shown once the
+    job has ended. `model` keeps that model's group only; without it, a job of more than
+    `FOLD_OVER` answers folds every group to its summary and a link to its answers.
+    """
+    doc = job.to_dict(with_executions=True)
+    comparison = report.job_comparison(job, baseline)
+    baseline = comparison["baseline"]
+    compared = {m["model_id"]: m for m in comparison["models"]}
+    executions = doc["executions"]
+    folded = model is None and doc["counts"]["total"] > FOLD_OVER
+    groups = [
+        _model_group(
+            doc, model_id, executions, compared.get(model_id), differs_only, job.ended, folded
+        )
+        for model_id in doc["models"]
+        if model is None or model_id == model
+    ]
+    return {
+        "job": {**job_row_view(doc), "executions": executions},
+        "groups": groups,
+        "comparison": comparison if job.ended else None,
+        "baseline": baseline or (doc["regions"][0] if doc["regions"] else None),
+        "differs_only": differs_only,
+        "only_model": model,
+        "folded": folded,
+        "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
+        "question_count": len(doc["questions"]),
+        "judging": summary.page_section(job.id, [a for e in executions for a in e["answers"]]),
+    }
+
+
+def _model_group(doc, model_id, executions, compared, differs_only, ended, folded) -> dict:
+    mine = [e for e in executions if e["model_id"] == model_id]
+    by_region = {e["region"]: e for e in mine}
+    first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
+    answers_by_id = {}
+    per_question = {}
+    # A folded group shows no question: building them is most of a big page's cost.
+    if compared and not folded:
+        for question in compared["questions"]:
+            per_question[question["question_index"]] = question
+            for entry in question["answers"]:
+                answers_by_id[entry["answer_id"]] = entry
+    questions = []
+    for question in [] if folded else doc["questions"]:
+        summary = per_question.get(question["index"])
+        cells = []
+        for region in doc["regions"]:
+            execution = by_region.get(region)
+            if execution is None:
+                continue
+            answers = [
+                answer_view(a, answers_by_id.get(a["id"]))
+                for a in execution["answers"]
+                if a["question_index"] == question["index"]
+            ]
+            cells.append({"execution": execution, "answers": answers})
+        differs = bool(summary and summary["differs"])
+        if differs_only and not differs:
+            continue
+        shown = summary if ended else None
+        agree = answer_views.agreement(shown, cells)
+        view = {"cells": cells, "summary": shown, "differs": differs, "agreement": agree}
+        questions.append({**question, **view})
+    return {
+        "model_id": model_id,
+        "model_name": first["model_name"],
+        "model_icon": first["model_icon"],
+        "executions": [by_region[r] for r in doc["regions"] if r in by_region],
+        "compared": compared if ended else None,
+        "questions": questions,
+        "answers": sum(len(e["answers"]) for e in mine),
+    }
+
+
+def answer_view(answer: dict, entry: dict | None) -> dict:
+    """An answer as the page shows it: its class, similarity and diff from the comparison only."""
+    entry = entry or {}
+    return {
+        **answer,
+        "classification": entry.get("classification"),
+        "classified": is_classified(answer["status"]),
+        "similarity_to_baseline": entry.get("similarity_to_baseline"),
+        "diff": entry.get("diff"),
+        "diff_text": entry.get("diff_text") or "",
+    }

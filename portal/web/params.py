@@ -1,0 +1,73 @@
+"""Query parameters of the list endpoints and of the pages that filter: a name the endpoint does
+not take is refused (a misspelt filter would otherwise widen the answer silently), and region
+filters accept the aliases a JobSpec accepts."""
+
+from __future__ import annotations
+
+import difflib
+
+from flask import Flask, request
+
+from portal.config import BeaconConfig
+from portal.errors import ApiError
+
+# Every endpoint that lists or filters, with the parameters it takes (and nothing else).
+ACCEPTED: dict[str, tuple[str, ...]] = {
+    "api.list_jobs": ("status", "limit", "cursor"),
+    "api.list_executions": ("job_id", "model_id", "region", "status", "limit", "cursor"),
+    "api.list_job_executions": (),
+    "api.list_models": (),
+    "api.list_regions": (),
+    "api.list_questions": (),
+    "api.get_comparison": ("baseline",),
+    "api.get_comparison_csv": ("baseline",),
+    "api.list_job_answers": ("limit", "cursor"),
+    "pages.list_jobs": ("before",),
+    "pages.job_detail": ("differs", "baseline", "model"),
+    "pages.list_questions": (),
+    "pages.list_regions": (),
+    "pages.cell_detail": ("baseline",),
+    "pages.question_history": ("model_id", "region", "limit", "cursor"),
+    "api.question_history_api": ("model_id", "region", "limit", "cursor"),
+    "api.get_inclusion_proof": ("index", "size"),
+    "api.get_consistency_proof": ("old", "new"),
+    "api.list_entries": ("start", "limit", "cursor"),
+}
+
+
+def register(app: Flask) -> None:
+    """Checks the query of every request to an endpoint named in ACCEPTED."""
+    app.before_request(check_query)
+
+
+def check_query() -> None:
+    """Refuses a query parameter the endpoint does not take with 400 invalid_parameter."""
+    accepted = ACCEPTED.get(request.endpoint or "")
+    if accepted is None:
+        return
+    for name in request.args:
+        if name not in accepted:
+            raise unknown_parameter(name, accepted)
+
+
+def unknown_parameter(name: str, accepted: tuple[str, ...]) -> ApiError:
+    """Returns the refusal of `name`, suggesting the parameter it most resembles."""
+    takes = ", ".join(accepted) if accepted else "no query parameters"
+    message = f"unknown query parameter {name!r}; this endpoint takes {takes}"
+    close = difflib.get_close_matches(name, accepted, n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    # The value is not echoed: a secret pasted into a URL must not come back in a page or a log.
+    return ApiError(400, "invalid_parameter", message, {name: "unknown parameter"})
+
+
+def region_id(value: str | None, config: BeaconConfig) -> str | None:
+    """Returns the region id that `value` names (an id or an alias, any case), else `value`.
+
+    A name the configuration does not know is kept as given: jobs stored under an earlier
+    configuration may still carry it.
+    """
+    if not value:
+        return value
+    region = config.find_region(value)
+    return region.id if region is not None else value
