@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Sets up .venv with the test extras and runs the whole suite: lint, then every test on
-# SQLite, then the database tests again on PostgreSQL (started here when it is installed
-# but stopped; skipped with a loud message when there is none).
+# Sets up .venv with the test extras and runs the whole suite in parallel (pytest-xdist, one
+# worker per core): lint, then every test on SQLite, then the tests that touch a database
+# (marker `db`) again on PostgreSQL (started here when it is installed but stopped; skipped
+# with a loud message when there is none). Tests marked `serial` run alone after each pass.
+#
+#   ./scripts/test.sh            everything, as CI runs it
+#   ./scripts/test.sh --quick    the loop to run while coding: SQLite only, no browser, no
+#                                server or worker processes, no slow tier (about 2 minutes)
+# Any other arguments go to pytest (e.g. a test path or -k EXPR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=0
+if [ "${1:-}" = "--quick" ]; then
+  quick=1
+  shift
+fi
+workers="${BEACON_TEST_WORKERS:-$(nproc)}"
+parallel=(-n "$workers" --dist loadfile)
 
 # The semantic extra pins torch to the CPU build (see pyproject.toml); BEACON_SEMANTIC=0 skips it.
 if [ "${BEACON_SEMANTIC:-1}" = "1" ]; then
@@ -12,14 +26,16 @@ else
   source scripts/install.sh "dev"
 fi
 
-# Chromium for the browser tests; the emoji font so model icons render in screenshots.
-if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "Installing Debian's chromium and fonts-noto-color-emoji for the browser tests..."
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      chromium fonts-noto-color-emoji >/dev/null
-  else
-    echo "!!! /usr/bin/chromium is missing and cannot be installed here: browser tests will SKIP" >&2
+if [ "$quick" = "0" ]; then
+  # Chromium for the browser tests; the emoji font so model icons render in screenshots.
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+      echo "Installing Debian's chromium and fonts-noto-color-emoji for the browser tests..."
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        chromium fonts-noto-color-emoji >/dev/null
+    else
+      echo "!!! /usr/bin/chromium is missing and cannot be installed here: browser tests will SKIP" >&2
+    fi
   fi
 fi
 
@@ -36,8 +52,15 @@ if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/de
   fi
 fi
 
+if [ "$quick" = "1" ]; then
+  echo "=== quick tests on SQLite (no browser, no live processes, no slow tier)"
+  exec env -u TEST_DATABASE_URL .venv/bin/pytest -q -rfEs -p no:cacheprovider "${parallel[@]}" \
+    -m "not browser and not live and not slow and not serial" "$@"
+fi
+
 echo "=== tests on SQLite"
-env -u TEST_DATABASE_URL .venv/bin/pytest -q -rfEs -p no:cacheprovider "$@"
+env -u TEST_DATABASE_URL .venv/bin/pytest -q -rfEs -p no:cacheprovider "${parallel[@]}" \
+  -m "not serial" "$@"
 
 echo "=== tests on PostgreSQL"
 PG_URL="${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
@@ -56,7 +79,10 @@ if ! pg_up 2>/dev/null && command -v pg_ctlcluster >/dev/null && [ -d /etc/postg
   for _ in $(seq 1 20); do pg_up 2>/dev/null && break; sleep 1; done
 fi
 if pg_up; then
-  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -rfEs -p no:cacheprovider -m "not browser" "$@"
+  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -rfEs -p no:cacheprovider "${parallel[@]}" \
+    -m "db and not browser and not serial" "$@"
+  echo "=== tests that run alone, on PostgreSQL"
+  TEST_DATABASE_URL="$PG_URL" .venv/bin/pytest -q -rfEs -p no:cacheprovider -m "serial" "$@"
 else
   echo "!!! PostgreSQL at $PG_URL is unreachable: the PostgreSQL run is SKIPPED (SQLite passed)" >&2
 fi

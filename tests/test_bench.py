@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.live_server import ROOT
+
+pytestmark = pytest.mark.live
 
 TIMEOUT_S = 240
 

@@ -7,8 +7,7 @@ import pytest
 from portal import create_app
 from portal.config import ConfigError, load_config
 from portal.settings import database_url
-
-from .conftest import THREE_REGIONS
+from tests.support.apps import THREE_REGIONS
 
 GOOD_REGION = '[regions.us-east]\nprovider = "openai"\nbase_url = "http://127.0.0.1:1/v1"\n'
 

@@ -4,12 +4,9 @@ launch checklist (scripts/verify_deployment.py) passes, or fails when a region i
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,40 +14,11 @@ from sqlalchemy import create_engine, text
 
 from portal.config import load_config
 from portal.settings import database_url as sqlalchemy_url
+from tests.support.apps import THREE_REGIONS, spec_3x3
+from tests.support.live_server import ROOT, LiveServer, free_port, procfile, shell_env, start_web
+from tests.support.workers import REGIONS, Engine, clean_env, wait_until
 
-from .conftest import THREE_REGIONS, spec_3x3
-from .support.live_server import ROOT, LiveServer
-from .support.workers import REGIONS, Engine, clean_env, wait_until
-
-
-def procfile() -> dict[str, str]:
-    """Returns the Procfile's process lines by name."""
-    lines = (ROOT / "Procfile").read_text("utf-8").splitlines()
-    return dict(line.split(": ", 1) for line in lines if line.strip())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def shell_env(env: dict[str, str]) -> dict[str, str]:
-    """Puts the virtualenv's commands (gunicorn, flask) first on PATH, as a deploy would."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**env, "PATH": bin_dir + os.pathsep + env.get("PATH", "")}
-
-
-def start_web(env: dict[str, str], log_path: Path) -> LiveServer:
-    """Starts the Procfile's `web` line through a shell, as a platform starts it, on a free
-    port given as $PORT."""
-    port = free_port()
-    return LiveServer(
-        shell_env({**env, "PORT": str(port)}),
-        log_path,
-        command=["bash", "-c", "exec " + procfile()["web"]],
-        url=f"http://127.0.0.1:{port}",
-    )
+pytestmark = pytest.mark.live
 
 
 @pytest.fixture

@@ -10,15 +10,16 @@ import os
 import re
 import subprocess
 
+import pytest
 import requests
 
 from portal.status import RunStatus
+from tests.support.apps import THREE_REGIONS, spec_3x3
+from tests.support.live_server import ROOT, free_port, procfile, shell_env, wait_until
+from tests.support.production import release, start, web_env
+from tests.support.workers import REGIONS, Engine, clean_env
 
-from .conftest import THREE_REGIONS, spec_3x3
-from .production import release, start, web_env
-from .support.live_server import ROOT, wait_until
-from .support.workers import REGIONS, Engine, clean_env
-from .test_deploy import free_port, procfile, shell_env
+pytestmark = pytest.mark.live
 
 SECRET_KEY = "s3cret-key-" + os.urandom(12).hex()
 ADMIN_TOKEN = "admin-t0ken-" + os.urandom(12).hex()

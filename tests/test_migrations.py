@@ -12,8 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from portal.db import db
 from portal.settings import database_url as sqlalchemy_url
-
-from .conftest import pg_test_url
+from tests.support.apps import pg_test_url
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.live
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_WORDS = ("loopback", "fake", "mock", "stub", "tests/", "support/")
 

@@ -25,7 +25,7 @@ from portal.judge import (
 from portal.judge.config import agrees
 from portal.models import Answer, Execution, Job, Judgement
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "test_classify_examples.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "compare" / "test_classify_examples.py"
 
 
 def _judge_settings():

@@ -3,7 +3,7 @@
 `portal.compare.classifier` applies them in the order of `RULES`. Phrase rules hold regular
 expressions matched case-insensitively against one clause of an answer at a time; the
 others are decided by code in `classifier.py` and carry no patterns. `docs/comparison.md`
-describes every rule and `tests/test_classify_examples.py` holds a positive and a negative
+describes every rule and `tests/compare/test_classify_examples.py` holds a positive and a negative
 example for each.
 """
 

@@ -1,10 +1,11 @@
 """How well the configured judge agrees with the rules: `flask beacon judge-agreement`.
 
-The judge labels the written classification examples (`tests/test_classify_examples.py`); its
-labels are compared with the rule-based class of each example and with the class the example
-expects, both seen as judge labels (`judge_config.RULE_TO_LABEL`), by raw agreement and Cohen's
-kappa. Examples that are technical failures (failed calls, empty output) are left out: the judge
-only ever sees completed answers with text.
+The judge labels the written classification examples
+(`tests/compare/test_classify_examples.py`); its labels are compared with the rule-based class
+of each example and with the class the example expects, both seen as judge labels
+(`judge_config.RULE_TO_LABEL`), by raw agreement and Cohen's kappa. Examples that are technical
+failures (failed calls, empty output) are left out: the judge only ever sees completed answers
+with text.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,3 +229,33 @@ def make_live_server(tmp_path):
         log = tmp_path / f"live-{index}" / "gunicorn.log"
         if log.exists():
             print(f"--- {log}\n{log.read_text('utf-8', 'replace')}")
+
+
+def procfile() -> dict[str, str]:
+    """Returns the Procfile's process lines by name."""
+    lines = (ROOT / "Procfile").read_text("utf-8").splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def shell_env(env: dict[str, str]) -> dict[str, str]:
+    """Puts the virtualenv's commands (gunicorn, flask) first on PATH, as a deploy would."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**env, "PATH": bin_dir + os.pathsep + env.get("PATH", "")}
+
+
+def start_web(env: dict[str, str], log_path: Path) -> LiveServer:
+    """Starts the Procfile's `web` line through a shell, as a platform starts it, on a free
+    port given as $PORT."""
+    port = free_port()
+    return LiveServer(
+        shell_env({**env, "PORT": str(port)}),
+        log_path,
+        command=["bash", "-c", "exec " + procfile()["web"]],
+        url=f"http://127.0.0.1:{port}",
+    )

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from portal.settings import ENV_NAMES
 from portal.status import JOB_ENDED
-
-from .live_server import Process, wait_until
-from .loopback import LoopbackProvider
+from tests.support.live_server import Process, wait_until
+from tests.support.loopback import LoopbackProvider
 
 REGIONS = {
     "us-east": ("US East", "US_EAST_BASE_URL"),
