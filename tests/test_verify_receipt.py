@@ -11,14 +11,16 @@ import hashlib
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import nacl.signing
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text, update
 
 from portal import merkle
+from portal.models import Execution
 from portal.settings import database_url as sqlalchemy_url
 
 from .conftest import ROOT, spec_3x3
@@ -91,6 +93,20 @@ class Database:
         with self.engine.begin() as conn:
             result = conn.execute(text(sql), params)
             return result.fetchall() if result.returns_rows else None
+
+    def shift_ends(self, job_id: str, delta: timedelta) -> None:
+        """Moves the end times of a job's executions, through the model's own column types."""
+        table = Execution.__table__
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(table.c.id, table.c.finished_at).where(table.c.job_id == job_id)
+            ).all()
+            for execution_id, finished_at in rows:
+                conn.execute(
+                    update(table)
+                    .where(table.c.id == execution_id)
+                    .values(finished_at=finished_at + delta)
+                )
 
     def rebuild_log(self) -> None:
         """Recomputes the stored tree from the receipts left, as a cover-up would."""
@@ -228,3 +244,77 @@ def merkle_key_stamp(origin: str, key: nacl.signing.SigningKey, body: str) -> st
     """Returns the base64 of key hash || signature for a signed-note line."""
     key_hash = hashlib.sha256(origin.encode() + b"\n\x01" + bytes(key.verify_key)).digest()[:4]
     return base64.b64encode(key_hash + key.sign(body.encode()).signature).decode()
+
+
+def audit(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
+    """Runs the verifier's audit of the whole log, a few entries per request."""
+    return verify(tmp_path, "--audit", "--portal", url, "--page-size", "4", *args)
+
+
+def test_audit_passes_a_clean_log_and_names_a_deleted_or_extra_index(portal, tmp_path, signer):
+    server, database = portal
+    url = server.url
+    for question in ("identity_basic", "math_basic", "geography_basic"):
+        submit_and_wait(url, signer, spec_3x3(questions=[question]))
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code == 0, out
+    assert "PASS entries: indices 0 to 26 are each served once" in out
+    assert "PASS root: the tree rebuilt from the 27 entries has the checkpoint's root" in out
+    assert "PASS executions: every one of the 27 ended executions has a receipt" in out
+    assert "NOTE state: state.json does not exist yet" in out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 27
+
+    # One row deleted: the catch-up sweep issues that receipt again at index 27 (waited for,
+    # so the outcome does not hang on its timing); the audit still names the gap.
+    (execution,) = database.run("SELECT execution_id FROM receipts WHERE log_index = 5")[0]
+    database.run("DELETE FROM receipts WHERE log_index = 5")
+    assert wait_for_receipt(url, execution, lambda index: index != 5) == 27
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0
+    assert "FAIL entries: index 5 is missing" in out
+    assert "FAIL root: cannot rebuild the tree: 1 entries missing" in out
+    assert "PASS executions" in out and "PASS consistency" in out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 27  # kept: it failed
+
+    # A row beyond the log's tree, copied from another: an index no checkpoint covers.
+    database.run(
+        "INSERT INTO receipts (execution_id, seq, log_index, body, signature, ended_at, "
+        "issued_at, late) SELECT execution_id, 99, 1000, body, signature, ended_at, issued_at, "
+        "late FROM receipts WHERE log_index = 0"
+    )
+    code, out = audit(tmp_path, url)
+    assert code != 0 and "index 1000 is served beyond the log's size 28" in out, out
+    assert "index 1000 repeats the receipt of index 0" in out
+
+
+def test_audit_catches_a_rollback_against_its_saved_state(portal, tmp_path, signer):
+    server, database = portal
+    url = server.url
+    submit_and_wait(url, signer, spec_3x3(questions=["identity_basic"]))
+    assert audit(tmp_path, url, "--state", "state.json")[0] == 0
+    second = submit_and_wait(url, signer, spec_3x3(questions=["math_basic"]))
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code == 0 and "PASS consistency: the tree of 18 extends the old tree of 9" in out, out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 18
+
+    # The second job's receipts are deleted and the log head rolled back to 9. Its ends are
+    # moved two hours back first, out of the catch-up sweep's one-hour reach, so nothing is
+    # issued again while the test looks.
+    database.shift_ends(second["id"], -timedelta(hours=2))
+    database.run("DELETE FROM receipts WHERE log_index >= 9")
+    database.rebuild_log()
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0
+    assert "PASS entries: indices 0 to 8 are each served once" in out and "PASS root" in out
+    assert "FAIL consistency: the tree of 9 is smaller than the old tree of 18" in out, out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 18
+
+    # The ends come back into reach: the sweep issues the nine receipts again, the log is back
+    # at 18 entries, and only the root differs from the one the monitor kept.
+    database.shift_ends(second["id"], timedelta(hours=2))
+    wait_for_size(url, 18)
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    failed = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert code != 0 and failed == [
+        "FAIL consistency: the tree of 18 has a different root from the old tree of the same size"
+    ], out
