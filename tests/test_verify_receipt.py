@@ -7,6 +7,7 @@ repository, so it cannot lean on the portal's code.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -127,8 +128,9 @@ class Database:
             )
 
 
-@pytest.fixture
-def portal(tmp_path, database_url, signer):
+@contextlib.contextmanager
+def running_portal(tmp_path: Path, database_url: str, signer):
+    """Runs the portal with a dispatcher and loopback providers; yields (server, database)."""
     engine = Engine(tmp_path, database_url)
     providers = engine.three_providers()
     config = engine.config({r: p.base_url_openai for r, p in providers.items()})
@@ -147,6 +149,12 @@ def portal(tmp_path, database_url, signer):
     finally:
         database.engine.dispose()
         engine.close()
+
+
+@pytest.fixture
+def portal(tmp_path, database_url, signer):
+    with running_portal(tmp_path, database_url, signer) as pair:
+        yield pair
 
 
 def test_verifier_passes_genuine_and_fails_every_tampering(portal, tmp_path, signer):
