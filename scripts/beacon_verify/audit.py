@@ -55,7 +55,7 @@ class Ledger:
     def __init__(self, size: int, origin: str, public_key: bytes):
         self.size, self.origin, self.public_key = size, origin, public_key
         self.leaves: dict[int, bytes] = {}
-        self.beyond: list[int] = []
+        self.beyond: set[int] = set()
         self.executions: set[int] = set()
         self.ends: dict[tuple, int] = {}
         self.index_problems: list[str] = []
@@ -70,7 +70,7 @@ class Ledger:
             self.index_problems.append(f"index {index} is served twice")
         elif index >= self.size:
             self.receipt(index, item)
-            self.beyond.append(index)
+            self.beyond.add(index)
         else:
             self.leaves[index] = self.receipt(index, item)
 
@@ -80,18 +80,20 @@ class Ledger:
         if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT:
             self.receipt_problems.append(f"index {index} is not a {RECEIPT_FORMAT}")
             return b""
-        body = rfc8785.dumps(receipt)
         try:
+            body = rfc8785.dumps(receipt)
             signature = b64decode(item.get("signature"))
-        except (binascii.Error, ValueError):
-            signature = b""
+        except (rfc8785.CanonicalizationError, binascii.Error, ValueError):
+            self.receipt_problems.append(f"index {index}: no JCS form or no base64 signature")
+            return b""
+        execution = receipt.get("execution_id")
         if not verify_ed25519(self.public_key, body, signature):
             self.receipt_problems.append(f"index {index}: the signature does not verify")
         elif receipt.get("log_origin") != self.origin:
             self.receipt_problems.append(f"index {index} names the log {receipt.get('log_origin')}")
-        else:
-            self.executions.add(receipt.get("execution_id"))
-        end = (receipt.get("execution_id"), receipt.get("finished_at"))
+        elif isinstance(execution, int):
+            self.executions.add(execution)
+        end = (repr(execution), repr(receipt.get("finished_at")))
         if end in self.ends:
             self.receipt_problems.append(
                 f"index {index} repeats the receipt of index {self.ends[end]} (one end, two)"
@@ -100,6 +102,7 @@ class Ledger:
         return leaf_hash(body)
 
     def missing(self) -> list[int]:
+        """Returns the indices below the checkpoint's size that were not served."""
         return [i for i in range(self.size) if i not in self.leaves]
 
 
@@ -114,7 +117,7 @@ def check_indices(checks: Checks, ledger: Ledger, base: str, public_key: bytes) 
             newest = ledger.size
         problems += [
             f"index {i} is served beyond the log's size {newest}"
-            for i in ledger.beyond
+            for i in sorted(ledger.beyond)
             if i >= newest
         ]
     checks.check(

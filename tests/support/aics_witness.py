@@ -38,6 +38,7 @@ ITS_ENV = ("AICS_WITNESS_CONFIG", "WITNESS_SEED_HEX")
 
 
 def venv_dir() -> Path:
+    """Returns where the aics-witness venv lives."""
     return Path(os.environ.get("BEACON_WITNESS_VENV") or ROOT / ".venv-witness312")
 
 
@@ -130,6 +131,7 @@ def run(program: Path, config: Path, *args: str) -> str:
 
 
 def witness_env() -> dict[str, str]:
+    """Returns this process's environment without the variables aics-witness reads."""
     env = {k: v for k, v in os.environ.items() if k not in ITS_ENV}
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -85,6 +85,7 @@ class Vkey:
 
     @property
     def id(self) -> bytes:
+        """Returns the 4-byte key ID of this key."""
         return key_id(self.name, self.kind, self.public_key)
 
     def text(self) -> str:
@@ -115,6 +116,7 @@ class Signer:
     key: nacl.signing.SigningKey = field(default_factory=nacl.signing.SigningKey.generate)
 
     def vkey(self, kind: int = ED25519) -> Vkey:
+        """Returns this key's vkey as a note signer (0x01) or a cosigner (0x04)."""
         return Vkey(check_name(self.name), kind, bytes(self.key.verify_key))
 
     def sign_line(self, text: str) -> str:
@@ -260,6 +262,7 @@ class Log:
         self.leaves.extend(leaves)
 
     def root(self, size: int | None = None) -> bytes:
+        """Returns the RFC 6962 root of the first `size` leaves (all by default)."""
         size = len(self.leaves) if size is None else size
         return self.tree.mth(0, size) if size else EMPTY_ROOT
 

@@ -66,6 +66,7 @@ class Cosigner:
         return line
 
     def submit(self, url: str, old: int, doc: dict) -> str:
+        """Posts the portal's checkpoint from `old` with the portal's consistency proof."""
         proof: list[bytes] = []
         if 0 < old < doc["size"]:
             query = f"?old={old}&new={doc['size']}"
@@ -80,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
     server: ProxyServer
 
     def do_GET(self) -> None:
+        """Serves the cosigned checkpoint, or what the portal answers."""
         if self.path.split("?")[0] == CHECKPOINT:
             status, body = 200, json.dumps(self.server.cosigner.checkpoint()).encode()
             kind = "application/json"
@@ -96,6 +98,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ProxyServer(ThreadingHTTPServer):
+    """A threaded HTTP server holding one Cosigner."""
+
     daemon_threads = True
 
     def __init__(self, cosigner: Cosigner):

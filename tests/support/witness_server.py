@@ -98,6 +98,7 @@ class Witness:
 
     @property
     def vkey(self) -> Vkey:
+        """Returns the witness's cosignature/v1 vkey."""
         return self.signer.vkey(COSIGNATURE_V1)
 
     def add_checkpoint(self, body: bytes) -> str:
@@ -174,6 +175,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
+        """Answers add-checkpoint."""
         if self.path != "/add-checkpoint":
             self.answer(404, "not found\n")
             return
@@ -187,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(refusal.status, str(refusal), refusal.content_type)
 
     def do_GET(self) -> None:
+        """Answers the monitoring endpoint, `/<origin hash>/checkpoint`."""
         parts = self.path.strip("/").split("/")
         note = None
         if len(parts) == 2 and parts[1] == "checkpoint":
@@ -197,6 +200,7 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, note)
 
     def answer(self, status: int, text: str, content_type: str = PLAIN) -> None:
+        """Sends a whole text answer with its length, so keep-alive connections work."""
         data = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -219,6 +223,7 @@ class WitnessServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """Returns the server's base URL."""
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
