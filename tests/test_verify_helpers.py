@@ -4,12 +4,38 @@ C2SP code: the same roots, the same vkeys, and each side's cosignatures verified
 
 from __future__ import annotations
 
+import ast
+import sys
+from pathlib import Path
+
 import pytest
 
 from scripts.beacon_verify import notes, rfc9162
 from tests import rfc9162 as reference
 
 from .support.c2sp import COSIGNATURE_V1, ED25519, Checkpoint, Signer
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Returns the top-level names of the absolute imports in a Python file."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_verifier_imports_only_the_standard_library_pynacl_and_rfc8785():
+    # The portal may be installed in the venv, so `python -I` alone cannot show this.
+    allowed = set(sys.stdlib_module_names) | {"nacl", "rfc8785", "beacon_verify"}
+    files = [SCRIPTS / "verify_receipt.py", *sorted((SCRIPTS / "beacon_verify").glob("*.py"))]
+    assert len(files) > 2
+    for path in files:
+        assert top_level_imports(path) <= allowed, path
 
 
 def test_tree_root_is_rfc6962_mth_for_every_size_to_70():
