@@ -1,164 +1,53 @@
 #!/usr/bin/env python3
-"""Verify a Beacon portal receipt without trusting the portal (SPEC section 9).
+"""Verify a Beacon portal receipt, or audit its whole log, without trusting the portal (SPEC 9).
 
 Online:
     verify_receipt.py --portal URL --execution ID --public-key B64
                       [--old-checkpoint FILE] [--save-checkpoint FILE]
 Offline, from the file GET /api/v1/jobs/<id>/evidence served:
     verify_receipt.py --evidence FILE --public-key B64
+The whole log, as a monitor run on a schedule (docs/provenance.md):
+    verify_receipt.py --audit --portal URL --public-key B64 [--state FILE]
+Any of them, requiring cosignatures by independent witnesses on the checkpoint used:
+    ... --witness VKEY [--witness VKEY ...] [--witness-quorum N]
 
 --public-key is the portal's Ed25519 public key (standard base64) as you obtained it
-independently; the key the portal serves is never used. Prints one line per check and exits 0
-only when every check passes. Needs only PyNaCl, rfc8785 and the standard library, on purpose:
-read it, and run it alone.
+independently; the key the portal serves is never used, and so are the witness vkeys. Prints
+one line per check and exits 0 only when every check passes. Needs only PyNaCl, rfc8785 and
+the standard library, on purpose: read it and its helpers in beacon_verify/, and run it alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import binascii
 import hashlib
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
+from pathlib import Path
 
-import nacl.exceptions
-import nacl.signing
 import rfc8785
 
-RECEIPT_FORMAT = "beacon-receipt-v1"
-EM_DASH = "\u2014"
+# `python -I` leaves the script's own folder off the path; the helpers live beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from beacon_verify.audit import RECEIPT_FORMAT, audit, check_consistency  # noqa: E402
+from beacon_verify.common import (  # noqa: E402
+    FETCH_ERRORS,
+    Checks,
+    b64decode,
+    fetch,
+    sha256,
+    verify_ed25519,
+)
+from beacon_verify.notes import (  # noqa: E402
+    WitnessKey,
+    check_witnesses,
+    fetch_checkpoint,
+    open_checkpoint,
+)
+from beacon_verify.rfc9162 import root_from_inclusion  # noqa: E402
 
-
-class Checks:
-    """Prints one line per check and remembers whether any failed."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-
-    def check(self, name: str, ok: bool, detail: str) -> bool:
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
-        self.failed += not ok
-        return ok
-
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
-def b64decode(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError("not a base64 string")
-    return base64.b64decode(text, validate=True)
-
-
-def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> bool:
-    try:
-        nacl.signing.VerifyKey(public_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
-        return False
-    return True
-
-
-# --- RFC 9162 verification (sections 2.1.3.2 and 2.1.4.2) -----------------------------------
-
-
-def root_from_inclusion(index: int, size: int, leaf: bytes, path: list[bytes]) -> bytes | None:
-    """Returns the root that the inclusion path leads to, or None when it cannot."""
-    if not 0 <= index < size:
-        return None
-    fn, sn, r = index, size - 1, leaf
-    for p in path:
-        if sn == 0:
-            return None
-        if fn & 1 or fn == sn:
-            r = sha256(b"\x01" + p + r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = sha256(b"\x01" + r + p)
-        fn >>= 1
-        sn >>= 1
-    return r if sn == 0 else None
-
-
-def consistent(first: int, second: int, first_hash: bytes, second_hash: bytes, path) -> bool:
-    """Says whether `path` proves the tree (second, second_hash) extends (first, first_hash)."""
-    if first == second:
-        return not path and first_hash == second_hash
-    if first == 0:
-        return not path
-    if first > second or not path:
-        return False
-    path = list(path)
-    if first & (first - 1) == 0:
-        path.insert(0, first_hash)
-    fn, sn = first - 1, second - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr = sha256(b"\x01" + c + fr)
-            sr = sha256(b"\x01" + c + sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = sha256(b"\x01" + sr + c)
-        fn >>= 1
-        sn >>= 1
-    return fr == first_hash and sr == second_hash and sn == 0
-
-
-# --- checkpoints (C2SP tlog-checkpoint in a signed note) --------------------------------------
-
-
-def open_checkpoint(doc: object, public_key: bytes) -> tuple[str, int, bytes]:
-    """Returns (origin, size, root) of a checkpoint whose note `public_key` signed; else raises."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("note"), str):
-        raise ValueError("no signed note")
-    text = doc["note"]
-    body, sep, signatures = text.partition("\n\n")
-    if not sep or not body:
-        raise ValueError("the note has no blank line before its signatures")
-    body += "\n"
-    lines = body.split("\n")[:-1]
-    if len(lines) < 3:
-        raise ValueError("the note body needs origin, size and root hash lines")
-    origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not size_text.isdigit() or (size_text.startswith("0") and size_text != "0"):
-        raise ValueError(f"bad tree size {size_text!r}")
-    root = b64decode(root_text)
-    if len(root) != 32:
-        raise ValueError("the root hash is not 32 bytes")
-    key_hash = sha256(origin.encode() + b"\n\x01" + public_key)[:4]
-    signed = False
-    if not signatures.endswith("\n"):
-        raise ValueError("the note does not end with a newline")
-    for line in signatures[:-1].split("\n"):
-        prefix = f"{EM_DASH} {origin} "
-        if not line.startswith(prefix):
-            continue
-        try:
-            blob = b64decode(line[len(prefix) :])
-        except (binascii.Error, ValueError):
-            continue
-        if len(blob) == 68 and blob[:4] == key_hash:
-            signed = signed or verify_ed25519(public_key, body.encode(), blob[4:])
-    if not signed:
-        raise ValueError("no signature line verifies under the given public key")
-    size = int(size_text)
-    if (doc.get("origin"), doc.get("size"), doc.get("root_hash")) != (origin, size, root_text):
-        raise ValueError("origin, size or root_hash disagree with the signed note")
-    return origin, size, root
+ENDED = ("completed", "failed", "cancelled")
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -233,39 +122,36 @@ def check_inclusion(checks, receipt, leaf, log_index, proof, tree) -> None:
     checks.check("inclusion", ok, f"entry {log_index} is in the checkpoint's tree of {size}")
 
 
-def fetch(base: str, path: str, **params) -> object:
-    url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def online(args, public_key: bytes, checks: Checks) -> None:
+def online(args, public_key: bytes, checks: Checks, witnesses: list[WitnessKey]) -> None:
+    """Verifies one execution's receipt against the live portal (SPEC section 9, Verifier)."""
     base, eid = args.portal, args.execution
     try:
         execution = fetch(base, f"/api/v1/executions/{eid}")["execution"]
         entry = fetch(base, f"/api/v1/executions/{eid}/receipt")
-        checkpoint = fetch(base, "/api/v1/log/checkpoint")
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-        checks.check("fetch", False, f"cannot read the execution, receipt or checkpoint: {exc}")
+    except FETCH_ERRORS as exc:
+        checks.check("fetch", False, f"cannot read the execution or its receipt: {exc}")
         return
     found = check_receipt(checks, entry, public_key, eid)
     answers = {a.get("id"): a for a in execution.get("answers", [])}
-    try:
-        tree = open_checkpoint(checkpoint, public_key)
-        checks.check("checkpoint signature", True, f"note for size {tree[1]} signed by the key")
-    except (ValueError, binascii.Error) as exc:
-        checks.check("checkpoint signature", False, str(exc))
+    checkpoint, tree = fetch_checkpoint(checks, base, public_key, cosigned=bool(witnesses))
+    if tree is None:
         return
+    if witnesses:
+        check_witnesses(checks, checkpoint, witnesses, args.witness_quorum)
     if found is None:
         return
     receipt, leaf = found
     check_outputs(checks, receipt, answers)
     log_index = entry.get("log_index")
+    if not isinstance(log_index, int) or not 0 <= log_index < tree[1]:
+        later = " (not yet cosigned: try again later)" if witnesses else ""
+        detail = f"entry {log_index} is outside the checkpoint's tree of {tree[1]}{later}"
+        checks.check("inclusion", False, detail)
+        return
     try:
         proof = fetch(base, "/api/v1/log/proof/inclusion", index=log_index, size=tree[1])
         listed = fetch(base, "/api/v1/log/entries", start=log_index, limit=1)["items"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+    except FETCH_ERRORS as exc:
         checks.check("inclusion", False, f"cannot read the proof or the log entry: {exc}")
         return
     check_inclusion(checks, receipt, leaf, log_index, proof, tree)
@@ -283,26 +169,8 @@ def online(args, public_key: bytes, checks: Checks) -> None:
         print(f"saved the checkpoint of size {tree[1]} to {args.save_checkpoint}")
 
 
-def check_consistency(checks, path: str, public_key: bytes, base: str, tree) -> None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            old = open_checkpoint(json.load(handle), public_key)
-    except (OSError, ValueError, binascii.Error) as exc:
-        checks.check("old checkpoint signature", False, f"{path}: {exc}")
-        return
-    checks.check("old checkpoint signature", True, f"note for size {old[1]} signed by the key")
-    ok = old[0] == tree[0] and old[1] <= tree[1]
-    if ok:
-        try:
-            proof = fetch(base, "/api/v1/log/proof/consistency", old=old[1], new=tree[1])
-            hashes = [b64decode(h) for h in proof["hashes"]]
-            ok = consistent(old[1], tree[1], old[2], tree[2], hashes)
-        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
-            ok = False
-    checks.check("consistency", ok, f"the tree of {tree[1]} extends the old tree of {old[1]}")
-
-
-def offline(args, public_key: bytes, checks: Checks) -> None:
+def offline(args, public_key: bytes, checks: Checks, witnesses: list[WitnessKey]) -> None:
+    """Verifies a job from its evidence file alone, cosignatures included when asked."""
     try:
         with open(args.evidence, encoding="utf-8") as handle:
             evidence = json.load(handle)
@@ -312,12 +180,14 @@ def offline(args, public_key: bytes, checks: Checks) -> None:
     except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         checks.check("evidence", False, f"{args.evidence}: {exc}")
         return
+    if witnesses:
+        check_witnesses(checks, evidence["checkpoint"], witnesses, args.witness_quorum)
     check_spec(checks, job)
     answers = {a.get("id"): a for e in evidence.get("executions", []) for a in e.get("answers", [])}
     checks.check("receipts", bool(receipts), f"{len(receipts)} receipt(s) in the file")
     covered = {e.get("receipt", {}).get("execution_id") for e in receipts if isinstance(e, dict)}
     for execution in evidence.get("executions", []):
-        if execution.get("status") in ("completed", "failed", "cancelled"):
+        if execution.get("status") in ENDED:
             checks.check(
                 f"receipt of execution {execution.get('id')}",
                 execution.get("id") in covered,
@@ -366,7 +236,8 @@ def check_spec(checks: Checks, job: dict) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Returns the parsed command line, with the witness keys read and the quorum set."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--portal", help="the portal's base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--execution", type=int, help="execution id")
@@ -374,22 +245,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old-checkpoint", help="a checkpoint JSON saved earlier (online)")
     parser.add_argument("--save-checkpoint", help="save the verified checkpoint JSON here")
     parser.add_argument("--evidence", help="an evidence file: verify offline")
+    parser.add_argument("--audit", action="store_true", help="check the whole log (--portal)")
+    parser.add_argument("--state", help="audit: the checkpoint JSON kept from the last audit")
+    parser.add_argument(
+        "--page-size", type=int, default=200, help="audit: items per request (1-200, 200)"
+    )
+    parser.add_argument(
+        "--witness", action="append", default=[], metavar="VKEY", help="a witness's vkey"
+    )
+    parser.add_argument("--witness-quorum", type=int, help="cosignatures needed (default: all)")
     args = parser.parse_args(argv)
-    if not args.evidence and (args.portal is None or args.execution is None):
-        parser.error("give --portal and --execution, or --evidence")
+    modes = [bool(args.evidence), args.audit, args.execution is not None]
+    if sum(modes) != 1 or (not args.evidence and args.portal is None):
+        parser.error("give --portal and --execution, or --portal and --audit, or --evidence")
+    if args.state and not args.audit:
+        parser.error("--state goes with --audit")
+    if not 1 <= args.page_size <= 200:
+        parser.error("--page-size must be 1 to 200, what the portal's lists accept")
+    if args.audit and (args.old_checkpoint or args.save_checkpoint):
+        parser.error("--audit keeps its checkpoint with --state")
     if args.evidence and args.old_checkpoint:
         parser.error("--old-checkpoint needs --portal: the consistency proof comes from the log")
     try:
-        public_key = b64decode(args.public_key)
-        if len(public_key) != 32:
+        args.public_key = b64decode(args.public_key)
+        if len(args.public_key) != 32:
             raise ValueError
     except (ValueError, binascii.Error):
         parser.error("--public-key must be 32 bytes in standard base64")
+    try:
+        args.witness = [WitnessKey.parse(vkey) for vkey in args.witness]
+    except (ValueError, binascii.Error) as exc:
+        parser.error(f"--witness: {exc}")
+    if args.witness_quorum is None:
+        args.witness_quorum = len(set(args.witness))
+    elif not 1 <= args.witness_quorum <= len(set(args.witness)):
+        parser.error("--witness-quorum must be 1 to the number of distinct --witness keys")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the checks the command line asks for; returns the exit status."""
+    args = arguments(argv)
     checks = Checks()
     if args.evidence:
-        offline(args, public_key, checks)
+        offline(args, args.public_key, checks, args.witness)
+    elif args.audit:
+        audit(args, args.public_key, checks, ENDED, args.witness)
     else:
-        online(args, public_key, checks)
+        online(args, args.public_key, checks, args.witness)
     verdict = "all checks passed" if checks.failed == 0 else f"{checks.failed} check(s) FAILED"
     print(verdict)
     return 0 if checks.failed == 0 else 1

@@ -9,108 +9,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
+from datetime import timedelta
 from pathlib import Path
 
 import nacl.signing
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
-from portal.provenance import merkle
-from portal.settings import database_url as sqlalchemy_url
-from tests.support.apps import ROOT, spec_3x3
-from tests.support.live_server import serving, wait_until
-from tests.support.workers import Engine
+from tests.support.apps import spec_3x3
+from tests.support.verify_portal import (
+    ORIGIN,
+    running_portal,
+    submit_and_wait,
+    verify,
+    wait_for_receipt,
+    wait_for_size,
+)
 
 pytestmark = pytest.mark.live
-
-SCRIPT = ROOT / "scripts" / "verify_receipt.py"
-SEED = bytes(range(1, 33))
-PUBLIC_KEY = base64.b64encode(bytes(nacl.signing.SigningKey(SEED).verify_key)).decode()
-ORIGIN = "beacon.test/verify"
-
-
-def verify(tmp_path: Path, *args: str, key: str = PUBLIC_KEY) -> tuple[int, str]:
-    """Runs the verifier alone and returns (exit code, output)."""
-    result = subprocess.run(
-        [sys.executable, "-I", str(SCRIPT), "--public-key", key, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    return result.returncode, result.stdout + result.stderr
-
-
-def submit_and_wait(url: str, signer, spec: dict) -> dict:
-    response = requests.post(
-        f"{url}/api/v1/jobs",
-        data=signer.body(spec),
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
-    assert response.status_code == 202, response.text
-    job_id = response.json()["job"]["id"]
-
-    def ended():
-        job = requests.get(f"{url}/api/v1/jobs/{job_id}", timeout=10).json()["job"]
-        return job if job["finished_at"] else None
-
-    return wait_until(ended, 300, interval=0.2, what=f"job {job_id} to end")
-
-
-class Database:
-    """Direct access to the portal's database: what an insider could change."""
-
-    def __init__(self, url: str):
-        self.engine = create_engine(sqlalchemy_url(url, "."))
-
-    def run(self, sql: str, **params):
-        with self.engine.begin() as conn:
-            result = conn.execute(text(sql), params)
-            return result.fetchall() if result.returns_rows else None
-
-    def rebuild_log(self) -> None:
-        """Recomputes the stored tree from the receipts left, as a cover-up would."""
-        rows = self.run("SELECT body FROM receipts ORDER BY log_index")
-        tree = merkle.MemoryTree()
-        for (body,) in rows:
-            tree.append(merkle.leaf_hash(body.encode()))
-        with self.engine.begin() as conn:
-            conn.execute(text("DELETE FROM log_nodes"))
-            for (level, idx), value in tree.nodes.items():
-                conn.execute(
-                    text("INSERT INTO log_nodes (level, idx, hash) VALUES (:l, :i, :h)"),
-                    {"l": level, "i": idx, "h": value},
-                )
-            conn.execute(
-                text("UPDATE log_head SET size = :s, root_hash = :r"),
-                {"s": tree.size, "r": tree.root()},
-            )
 
 
 @pytest.fixture
 def portal(tmp_path, database_url, signer):
-    engine = Engine(tmp_path, database_url)
-    providers = engine.three_providers()
-    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
-    env = {
-        "DATABASE_URL": database_url,
-        "BEACON_CONFIG": str(config),
-        "BEACON_SIGNING_KEY": base64.b64encode(SEED).decode(),
-        "BEACON_LOG_ORIGIN": ORIGIN,
-        "BEACON_TRUSTED_KEYS": json.dumps([signer.trusted_entry()]),
-        "BEACON_DISPATCHER": "1",
-    }
-    database = Database(database_url)
-    try:
-        with serving(env, tmp_path / "live") as server:
-            yield server, database
-    finally:
-        database.engine.dispose()
-        engine.close()
+    with running_portal(tmp_path, database_url, signer) as pair:
+        yield pair
 
 
 def test_verifier_passes_genuine_and_fails_every_tampering(portal, tmp_path, signer):
@@ -174,11 +96,17 @@ def test_verifier_passes_genuine_and_fails_every_tampering(portal, tmp_path, sig
     database.run(swap, n=rows[execution], e=execution)
     assert verify(tmp_path, *online)[0] == 0
 
-    # A log row was deleted: the receipt is gone; covering it up breaks consistency.
+    # A log row was deleted. The dispatchers' catch-up sweep issues that receipt again at the
+    # end of the log (waited for here, so the outcome does not hang on the sweep's timing):
+    # this receipt's own check then passes, the audit names the gap, and covering the gap up
+    # breaks consistency with the old checkpoint.
     removed = rows[execution]
     database.run("DELETE FROM receipts WHERE execution_id = :e", e=execution)
+    reissued = wait_for_receipt(url, execution, lambda index: index != removed)
     code, out = verify(tmp_path, *online)
-    assert code != 0 and "FAIL fetch" in out
+    assert code == 0 and f"PASS inclusion: entry {reissued} is in" in out, out
+    code, out = verify(tmp_path, "--audit", "--portal", url)
+    assert code != 0 and f"FAIL entries: index {removed} is missing" in out, out
     # Shifted through negative numbers: log_index stays unique after every row's update.
     database.run("UPDATE receipts SET log_index = -log_index WHERE log_index > :k", k=removed)
     database.run("UPDATE receipts SET log_index = -log_index - 1 WHERE log_index < 0")
@@ -202,3 +130,77 @@ def merkle_key_stamp(origin: str, key: nacl.signing.SigningKey, body: str) -> st
     """Returns the base64 of key hash || signature for a signed-note line."""
     key_hash = hashlib.sha256(origin.encode() + b"\n\x01" + bytes(key.verify_key)).digest()[:4]
     return base64.b64encode(key_hash + key.sign(body.encode()).signature).decode()
+
+
+def audit(tmp_path: Path, url: str, *args: str) -> tuple[int, str]:
+    """Runs the verifier's audit of the whole log, a few entries per request."""
+    return verify(tmp_path, "--audit", "--portal", url, "--page-size", "4", *args)
+
+
+def test_audit_passes_a_clean_log_and_names_a_deleted_or_extra_index(portal, tmp_path, signer):
+    server, database = portal
+    url = server.url
+    for question in ("identity_basic", "math_basic", "geography_basic"):
+        submit_and_wait(url, signer, spec_3x3(questions=[question]))
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code == 0, out
+    assert "PASS entries: indices 0 to 26 are each served once" in out
+    assert "PASS root: the tree rebuilt from the 27 entries has the checkpoint's root" in out
+    assert "PASS executions: every one of the 27 ended executions has a receipt" in out
+    assert "NOTE state: state.json does not exist yet" in out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 27
+
+    # One row deleted: the catch-up sweep issues that receipt again at index 27 (waited for,
+    # so the outcome does not hang on its timing); the audit still names the gap.
+    (execution,) = database.run("SELECT execution_id FROM receipts WHERE log_index = 5")[0]
+    database.run("DELETE FROM receipts WHERE log_index = 5")
+    assert wait_for_receipt(url, execution, lambda index: index != 5) == 27
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0
+    assert "FAIL entries: index 5 is missing" in out
+    assert "FAIL root: cannot rebuild the tree: 1 entries missing" in out
+    assert "PASS executions" in out and "PASS consistency" in out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 27  # kept: it failed
+
+    # A row beyond the log's tree, copied from another: an index no checkpoint covers.
+    database.run(
+        "INSERT INTO receipts (execution_id, seq, log_index, body, signature, ended_at, "
+        "issued_at, late) SELECT execution_id, 99, 1000, body, signature, ended_at, issued_at, "
+        "late FROM receipts WHERE log_index = 0"
+    )
+    code, out = audit(tmp_path, url)
+    assert code != 0 and "index 1000 is served beyond the log's size 28" in out, out
+    assert "index 1000 repeats the receipt of index 0" in out
+
+
+def test_audit_catches_a_rollback_against_its_saved_state(portal, tmp_path, signer):
+    server, database = portal
+    url = server.url
+    submit_and_wait(url, signer, spec_3x3(questions=["identity_basic"]))
+    assert audit(tmp_path, url, "--state", "state.json")[0] == 0
+    second = submit_and_wait(url, signer, spec_3x3(questions=["math_basic"]))
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code == 0 and "PASS consistency: the tree of 18 extends the old tree of 9" in out, out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 18
+
+    # The second job's receipts are deleted and the log head rolled back to 9. Its ends are
+    # moved two hours back first, out of the catch-up sweep's one-hour reach, so nothing is
+    # issued again while the test looks.
+    database.shift_ends(second["id"], -timedelta(hours=2))
+    database.run("DELETE FROM receipts WHERE log_index >= 9")
+    database.rebuild_log()
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0
+    assert "PASS entries: indices 0 to 8 are each served once" in out and "PASS root" in out
+    assert "FAIL consistency: the tree of 9 is smaller than the old tree of 18" in out, out
+    assert json.loads((tmp_path / "state.json").read_text())["size"] == 18
+
+    # The ends come back into reach: the sweep issues the nine receipts again, the log is back
+    # at 18 entries, and only the root differs from the one the monitor kept.
+    database.shift_ends(second["id"], timedelta(hours=2))
+    wait_for_size(url, 18)
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    failed = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert code != 0 and failed == [
+        "FAIL consistency: the tree of 18 has a different root from the old tree of the same size"
+    ], out
