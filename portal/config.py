@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
+from portal.questions import Question, QuestionError, parse_question
 from portal.redact import safe_url
 
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
+
 EMBEDDED = "<embedded default configuration>"
 # Job submissions (API and form together) per client address unless [intake] rate_limit says.
 DEFAULT_RATE_LIMIT = "60 per minute"
@@ -74,14 +76,6 @@ class Model:
     provider_model: str = ""
     default: bool = False
     model_path: str | None = None
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    prompt: str
-    category: str = "general"
-    framing_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -323,21 +317,10 @@ class _Checker:
         )
 
     def question(self, key: str, entry: dict) -> Question:
-        prefix = f"questions.{key}"
-        self.keys(prefix, entry, {"prompt": str, "category": str, "framing_terms": list})
-        if any(c.isspace() for c in key):
-            self.fail(prefix, "question id must not contain whitespace")
-        if not entry.get("prompt", "").strip():
-            self.fail(f"{prefix}.prompt", "required and must not be empty")
-        terms = entry.get("framing_terms", [])
-        if not all(isinstance(t, str) and t.strip("* ") for t in terms):
-            self.fail(f"{prefix}.framing_terms", "must be a list of non-empty strings")
-        return Question(
-            id=key,
-            prompt=entry["prompt"],
-            category=entry.get("category", "general"),
-            framing_terms=tuple(dict.fromkeys(t.strip() for t in terms)),
-        )
+        try:
+            return parse_question(key, entry)
+        except QuestionError as exc:
+            self.fail(f"questions.{exc.key}", exc.problem)
 
     def unique_aliases(self, regions: dict[str, Region]):
         seen: dict[str, str] = {}

@@ -1,18 +1,21 @@
-"""Jobs, executions, answers, used nonces, admin sessions: the tables and their JSON shapes."""
+"""Jobs, executions, answers, used nonces, admin sessions: the tables and their JSON shapes.
+
+The judge's tables live with the judge (`portal.judge.models`); this module imports them last so
+the relationship between an answer and its judgement resolves wherever answers are loaded.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     and_,
     exists,
@@ -23,41 +26,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
-from portal.db import db
-from portal.judge.config import agrees
+from portal.db import UTCDateTime, db
 
 # The vocabulary lives in portal.status; these names stay importable from here.
 from portal.status import ACTIVE as ACTIVE
 from portal.status import FINISHED as FINISHED
 from portal.status import JOB_ENDED as JOB_ENDED
 from portal.status import RunStatus
+from portal.times import iso, utcnow
 
-
-def utcnow() -> datetime:
-    """Returns the current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    """Formats a UTC time as ISO-8601 with `Z`, as on the wire."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class UTCDateTime(TypeDecorator):
-    """Stores naive UTC (SQLite has no time zones) and always returns aware UTC."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value, dialect):
-        return value.replace(tzinfo=UTC) if value is not None else None
+if TYPE_CHECKING:
+    from portal.judge.models import Judgement
 
 
 class Job(db.Model):
@@ -177,7 +156,7 @@ class Execution(db.Model):
 
 class Answer(db.Model):
     __tablename__ = "answers"
-    __table_args__ = (UniqueConstraint("execution_id", "question_index", "run"),)
+    __table_args__ = (UniqueConstraint("execution_id", "question_index", "language", "run"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     execution_id: Mapped[int] = mapped_column(
@@ -186,6 +165,10 @@ class Answer(db.Model):
     question_index: Mapped[int] = mapped_column(Integer)
     question_id: Mapped[str | None] = mapped_column(String(200))
     prompt: Mapped[str] = mapped_column(Text)
+    # The language the prompt was asked in (BCP 47; "und" for a literal prompt) and the
+    # version of that prompt's text (SPEC section 11): answers keep the wording they were given.
+    language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
+    question_version: Mapped[str | None] = mapped_column(String(12))
     run: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
     output: Mapped[str | None] = mapped_column(Text)
@@ -204,7 +187,7 @@ class Answer(db.Model):
     served_by: Mapped[dict | None] = mapped_column(JSON)
 
     execution: Mapped[Execution] = relationship(back_populates="answers")
-    judgement: Mapped[Judgement | None] = relationship(back_populates="answer")
+    judgement: Mapped[Judgement | None] = relationship()
 
     def to_dict(self) -> dict:
         """Serializes the answer with its timings and classification."""
@@ -214,6 +197,8 @@ class Answer(db.Model):
             "question_index": self.question_index,
             "question_id": self.question_id,
             "prompt": self.prompt,
+            "language": self.language,
+            "question_version": self.question_version,
             "run": self.run,
             "status": self.status,
             "output": self.output,
@@ -239,78 +224,6 @@ class Answer(db.Model):
         if self.status != RunStatus.COMPLETED and "judgement" in inspect(self).unloaded:
             return None
         return self.judgement.to_dict(self.classification) if self.judgement else None
-
-
-class Judgement(db.Model):
-    """The judge model's label for one completed answer (SPEC section 8); not an answer."""
-
-    __tablename__ = "judgements"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    answer_id: Mapped[int] = mapped_column(
-        ForeignKey("answers.id", ondelete="CASCADE"), unique=True
-    )
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
-    label: Mapped[str | None] = mapped_column(String(16))
-    reply: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    model_id: Mapped[str] = mapped_column(String(200))
-    region: Mapped[str] = mapped_column(String(100))
-    prompt_version: Mapped[str] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    latency_ms: Mapped[int | None] = mapped_column(Integer)
-
-    answer: Mapped[Answer] = relationship(back_populates="judgement")
-
-    def to_dict(self, classification: str | None = None) -> dict:
-        """Serializes the judgement; `agrees` compares its label with the rule class."""
-        return {
-            "label": self.label,
-            "model_id": self.model_id,
-            "region": self.region,
-            "prompt_version": self.prompt_version,
-            "status": self.status,
-            "agrees": agrees(self.label, classification),
-            "reply": self.reply,
-            "error": self.error,
-            "finished_at": iso(self.finished_at),
-        }
-
-
-class JobSummary(db.Model):
-    """A short machine-written summary of one job by the judge model, citing answer ids."""
-
-    __tablename__ = "job_summaries"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
-    text: Mapped[str | None] = mapped_column(Text)
-    reply: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
-    model_id: Mapped[str] = mapped_column(String(200))
-    region: Mapped[str] = mapped_column(String(100))
-    prompt_version: Mapped[str] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(100))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    def to_dict(self) -> dict:
-        """Serializes a written summary as `GET /api/v1/jobs/<id>/summary` serves it."""
-        return {
-            "text": self.text,
-            "model_id": self.model_id,
-            "region": self.region,
-            "prompt_version": self.prompt_version,
-            "created_at": iso(self.finished_at or self.created_at),
-        }
 
 
 class UsedNonce(db.Model):
@@ -393,3 +306,7 @@ def meets_constraints(job: Job, counts: dict) -> bool:
         if len(regions_ok) < job.min_regions:
             return False
     return total > 0
+
+
+# Registers the judge's tables, which `Answer.judgement` names (see the module docstring).
+from portal.judge import models as _judge_models  # noqa: E402,F401

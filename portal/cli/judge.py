@@ -23,7 +23,8 @@ from portal.judge import (
     summary,
 )
 from portal.judge.config import agrees
-from portal.models import Answer, Execution, Job, Judgement
+from portal.judge.models import Judgement
+from portal.models import Answer, Execution, Job
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "compare" / "test_classify_examples.py"
 

@@ -12,8 +12,9 @@ from sqlalchemy import and_, or_, select
 from portal import compare
 from portal.db import db
 from portal.errors import Invalid, NotFound
-from portal.models import Answer, Execution, Job, iso
+from portal.models import Answer, Execution, Job
 from portal.status import CLASSIFIED
+from portal.times import iso
 
 # Answers that have a result: the ones a history shows.
 ENDED = CLASSIFIED

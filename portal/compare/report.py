@@ -20,7 +20,8 @@ from portal.compare.rules import rules_version
 from portal.compare.similarity import embedding_model_id, semantic_available
 from portal.db import db
 from portal.errors import Invalid
-from portal.models import Job, iso, with_answers
+from portal.models import Job, with_answers
+from portal.times import iso
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,9 @@ from portal.config import BeaconConfig
 from portal.db import db
 from portal.engine import answer_writes, jobs, metrics
 from portal.engine.region_rate import RegionRates
-from portal.models import ACTIVE, JOB_ENDED, Answer, Execution, utcnow
+from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
 from portal.provenance import receipts
+from portal.times import utcnow
 
 log = logging.getLogger(__name__)
 

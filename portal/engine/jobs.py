@@ -24,9 +24,9 @@ from portal.models import (
     answer_counts,
     claimable,
     has_active_executions,
-    utcnow,
     with_answers,
 )
+from portal.times import utcnow
 
 DEADLINE_PASSED = "job deadline passed"
 

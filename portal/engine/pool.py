@@ -41,8 +41,9 @@ from portal.engine.execution import classify as classify
 from portal.engine.execution import renew, run_execution
 from portal.engine.region_rate import RegionRates
 from portal.judge import dispatch as judge_dispatch
-from portal.models import Execution, claimable, utcnow
+from portal.models import Execution, claimable
 from portal.provenance import receipts
+from portal.times import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.models import Answer, Execution, utcnow
+from portal.models import Answer, Execution
 from portal.status import CLASSIFIED, RunStatus
+from portal.times import utcnow
 
 WINDOW = timedelta(hours=1)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from portal.config import BeaconConfig, Model, Region
 from portal.errors import Invalid
+from portal.questions import LITERAL_LANGUAGE, prompt_version
 from portal.storable import storable_text
 
 MAX_RUNS = 10
@@ -189,7 +190,8 @@ def normalize_regions(raw: object, config: BeaconConfig) -> list[Region]:
 
 
 def normalize_questions(spec: dict, config: BeaconConfig) -> list[dict]:
-    """Returns [{"index", "id", "prompt"}]: bank ids resolved, literal prompts kept."""
+    """Returns [{"index", "id", "prompt", "language", "version"}]: bank ids resolved to their
+    original prompt, literal prompts kept (language "und")."""
     raw = spec.get("questions") or []
     if not raw:
         prompt = _input_prompt(spec)
@@ -202,7 +204,16 @@ def normalize_questions(spec: dict, config: BeaconConfig) -> list[dict]:
     questions = []
     for entry in raw:
         question_id, prompt = _question(entry, config)
-        questions.append({"index": len(questions), "id": question_id, "prompt": prompt})
+        language = config.questions[question_id].language if question_id else LITERAL_LANGUAGE
+        questions.append(
+            {
+                "index": len(questions),
+                "id": question_id,
+                "prompt": prompt,
+                "language": language,
+                "version": prompt_version(prompt),
+            }
+        )
     return questions
 
 

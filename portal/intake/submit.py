@@ -18,7 +18,8 @@ from portal.db import db
 from portal.engine import wake
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
 from portal.intake import jobspec, signing, trust
-from portal.models import Answer, Execution, Job, UsedNonce, utcnow, with_answers
+from portal.models import Answer, Execution, Job, UsedNonce, with_answers
+from portal.times import utcnow
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
                             question_index=question["index"],
                             question_id=question["id"],
                             prompt=question["prompt"],
+                            language=question["language"],
+                            question_version=question["version"],
                             run=run,
                             status="queued",
                         )

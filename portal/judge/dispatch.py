@@ -12,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.db import db
 from portal.judge.labels import claim, lease_s, run_judgement
+from portal.judge.models import Judgement
 from portal.judge.summary import claim_summaries, run_summary
-from portal.models import Judgement
 
 log = logging.getLogger(__name__)
 

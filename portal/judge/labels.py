@@ -28,10 +28,12 @@ from portal.db import db
 from portal.engine.answer_writes import clean_output
 from portal.engine.execution import BACKOFF_BASE_S, BACKOFF_CAP_S
 from portal.judge.config import ERROR, LABELS
+from portal.judge.models import Judgement
 from portal.judge.queue import PROMPT_VERSION as PROMPT_VERSION
 from portal.judge.queue import clear_comparison
-from portal.models import ACTIVE, Answer, Judgement, utcnow
+from portal.models import ACTIVE, Answer
 from portal.status import RunStatus
+from portal.times import utcnow
 
 PROMPT_FILE = Path(__file__).with_name("judge_prompt_v1.txt")
 JUDGE_MAX_TOKENS = 8

@@ -11,7 +11,8 @@ from sqlalchemy import delete, exists, select, update
 
 from portal.db import db
 from portal.judge.config import JudgeSettings
-from portal.models import Answer, Execution, Job, JobSummary, Judgement
+from portal.judge.models import JobSummary, Judgement
+from portal.models import Answer, Execution, Job
 from portal.status import RunStatus
 
 PROMPT_VERSION = "judge-v1"

@@ -26,7 +26,8 @@ from portal.judge.labels import (
     load_leased,
     store,
 )
-from portal.models import ACTIVE, Answer, Execution, JobSummary, Judgement
+from portal.judge.models import JobSummary, Judgement
+from portal.models import ACTIVE, Answer, Execution
 from portal.status import RunStatus
 
 PROMPT_FILE = Path(__file__).with_name("summary_prompt_v1.txt")

@@ -15,8 +15,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import db
-from portal.models import UTCDateTime, iso, utcnow
+from portal.db import UTCDateTime, db
+from portal.times import iso, utcnow
 
 
 class Receipt(db.Model):

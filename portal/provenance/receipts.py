@@ -26,9 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from portal import settings
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.models import FINISHED, Answer, Execution, Job, iso, utcnow
+from portal.models import FINISHED, Answer, Execution, Job
 from portal.provenance import merkle, tlog
 from portal.provenance.log_models import Receipt
+from portal.times import iso, utcnow
 
 FORMAT = "beacon-receipt-v1"
 # The dispatchers' sweep issues receipts an interrupted worker left unissued, this far back;

@@ -22,9 +22,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.db import db
-from portal.models import utcnow
 from portal.provenance import merkle
 from portal.provenance.log_models import LogHead, LogNode
+from portal.times import utcnow
 
 # "beaconlg" as a 63-bit integer: the advisory lock every appender takes on PostgreSQL.
 LOCK_KEY = int.from_bytes(b"beaconlg", "big") & (2**63 - 1)

@@ -17,7 +17,8 @@ from sqlalchemy import delete
 
 from portal.db import db
 from portal.errors import RateLimited
-from portal.models import AdminSession, utcnow
+from portal.models import AdminSession
+from portal.times import utcnow
 
 SESSION_HOURS = 12
 # Login attempts per client address (limits' notation); every POST counts.

@@ -174,7 +174,7 @@ def test_a_lapsed_lease_claimed_back_by_its_own_worker_is_not_run_twice(make_app
     # already running it must stay the only one.
     from datetime import timedelta
 
-    from portal.models import utcnow
+    from portal.times import utcnow
     from tests.support.apps import THREE_REGIONS
     from tests.support.workers import submit
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from portal.db import db
-from portal.models import Judgement
+from portal.judge.models import Judgement
 from portal.status import ACTIVE
 from tests.support.apps import spec_3x3
 from tests.support.live_server import wait_until
@@ -89,7 +89,7 @@ class Setup:
         return wait_until(done, 60, interval=0.2, what=f"the judge to finish job {job_id}")
 
     def summary_status(self, job_id: str) -> str | None:
-        from portal.models import JobSummary
+        from portal.judge.models import JobSummary
 
         with self.app.app_context():
             row = db.session.scalar(select(JobSummary).where(JobSummary.job_id == job_id))

@@ -16,9 +16,10 @@ import rfc8785
 from sqlalchemy import select, update
 
 from portal.db import db
-from portal.models import Answer, Execution, utcnow
+from portal.models import Answer, Execution
 from portal.provenance import receipts, tlog
 from portal.provenance.log_models import Receipt
+from portal.times import utcnow
 from tests.support.apps import THREE_REGIONS, spec_3x3
 from tests.support.html_check import assert_valid_page
 from tests.support.rfc9162 import Reference, open_note, verify_consistency, verify_inclusion

@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from portal.db import db
-from portal.models import Job, utcnow
+from portal.models import Job
+from portal.times import utcnow
 from tests.support.apps import spec_3x3
 
 MODELS = ["llama3.2-1b", "mistral-7b", "qwen2.5-1.5b"]

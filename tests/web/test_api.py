@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -130,8 +131,15 @@ def test_aliases_resolve_and_prompts_pass_through(client3, signer):
         "index": 0,
         "id": None,
         "prompt": "What is the tallest mountain?",
+        "language": "und",
+        "version": hashlib.sha256(b"What is the tallest mountain?").hexdigest()[:12],
     }
     assert job["questions"][1]["id"] == "math_basic"
+    assert job["questions"][1]["language"] == "en"
+    answers = [a for e in job["executions"] for a in e["answers"]]
+    assert {(a["language"], a["question_version"]) for a in answers} == {
+        (q["language"], q["version"]) for q in job["questions"]
+    }
 
 
 def test_no_questions_uses_input_prompt_and_none_is_refused(client3, signer):

@@ -39,7 +39,7 @@ def finished_job(make_app, signer):
                 answer.status = "completed"
                 answer.output = answer_text(execution.region, answer.question_id)
         job.status = "completed"
-        from portal.models import utcnow
+        from portal.times import utcnow
 
         job.finished_at = utcnow()
         db.session.commit()

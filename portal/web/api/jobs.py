@@ -18,6 +18,7 @@ from portal.intake import submit as intake
 from portal.judge import summary
 from portal.models import Execution, Job, answer_counts
 from portal.provenance import receipts
+from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
 from portal.web import params
 from portal.web.api import openapi
@@ -245,6 +246,12 @@ def list_questions():
             "id": q.id,
             "category": q.category,
             "prompt": q.prompt,
+            "language": q.language,
+            "version": q.version,
+            "variants": {
+                lang: {"prompt": text, "version": prompt_version(text)}
+                for lang, text in q.variants.items()
+            },
             "framing_terms": [*q.framing_terms],
         }
         for q in config.questions.values()

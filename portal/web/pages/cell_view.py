@@ -9,8 +9,9 @@ from datetime import datetime
 from portal import compare, settings
 from portal.compare import framing
 from portal.compare import report as reports
-from portal.models import Job, utcnow
+from portal.models import Job
 from portal.provenance.receipts import citation as receipt_citation
+from portal.times import utcnow
 
 
 class CellNotFound(LookupError):

@@ -20,7 +20,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.config import BeaconConfig
 from portal.intake.jobspec import MAX_PROMPT_CHARS, MAX_RUNS
-from portal.models import iso, utcnow
+from portal.times import iso, utcnow
 
 
 class CheckboxesField(SelectMultipleField):

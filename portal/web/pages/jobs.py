@@ -25,9 +25,10 @@ from portal.engine.jobs import find_job
 from portal.errors import DomainError, RateLimited
 from portal.intake import signing
 from portal.intake import submit as intake
-from portal.models import Execution, Job, answer_counts, utcnow
+from portal.models import Execution, Job, answer_counts
 from portal.provenance import receipts
 from portal.status import JobStatus
+from portal.times import utcnow
 from portal.web import admin, params
 from portal.web.bounds import MAX_ROW_ID, row_id_arg
 from portal.web.pages import answer_views, htmx
