@@ -9,6 +9,12 @@ from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
+# The largest values the integer column types hold: 64-bit row ids, 32-bit integers (log
+# indexes, sizes). Input beyond them is refused before it reaches a query: the PostgreSQL driver
+# would overflow on it (SQLite would not), and a 500 is never an answer to input.
+MAX_ROW_ID = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

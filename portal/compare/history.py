@@ -5,13 +5,11 @@ in the same region.
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import and_, or_, select
 
 from portal import compare
 from portal.db import db
-from portal.errors import Invalid, NotFound
+from portal.errors import NotFound
 from portal.models import Answer, Execution, Job
 from portal.status import CLASSIFIED
 from portal.times import iso
@@ -19,45 +17,9 @@ from portal.times import iso
 # Answers that have a result: the ones a history shows.
 ENDED = CLASSIFIED
 ANSWERED = ("substantive", "refusal", "evasive")
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-PARAMS = {"model_id", "region", "limit", "cursor"}
-CURSOR = re.compile(r"([0-9]{1,18})-([0-9]{1,18})")
-DIGITS = re.compile(r"[0-9]{1,18}")
 # The text changed when its similarity to the previous answer is below this: the same line
 # the comparison draws between regions (1 - DIFFERS_THRESHOLD).
 CHANGED_BELOW = round(1 - compare.DIFFERS_THRESHOLD, 4)
-
-
-def parse_args(args) -> dict:
-    """Checks the query string; unknown parameters and bad values are 400 invalid_parameter."""
-    unknown = sorted(set(args) - PARAMS)
-    if unknown:
-        raise Invalid(
-            "invalid_parameter",
-            f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(PARAMS))}",
-            {unknown[0]: args.get(unknown[0])},
-        )
-    raw_limit = args.get("limit", str(DEFAULT_LIMIT))
-    if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise Invalid("invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"limit": raw_limit})
-    cursor = None
-    raw_cursor = args.get("cursor")
-    if raw_cursor is not None:
-        match = CURSOR.fullmatch(raw_cursor)
-        if match is None:
-            raise Invalid(
-                "invalid_parameter",
-                "cursor must be a value from `next`",
-                {"cursor": raw_cursor},
-            )
-        cursor = (int(match[1]), int(match[2]))
-    return {
-        "model_id": args.get("model_id") or None,
-        "region": args.get("region") or None,
-        "limit": int(raw_limit),
-        "cursor": cursor,
-    }
 
 
 def find_question(question_id: str, bank: dict):
@@ -108,16 +70,22 @@ def _previous(question_id: str, cache: dict, answer: Answer, execution: Executio
     return (same_run or rows or [None])[0]
 
 
-def history(question_id: str, params: dict) -> tuple[list[dict], str | None]:
-    """Returns one page of the question's answers, newest job first, and the next cursor."""
-    query = _base(question_id, params["model_id"], params["region"])
-    if params["cursor"] is not None:
-        job_pk, answer_id = params["cursor"]
+def history(
+    question_id: str,
+    *,
+    model_id: str | None,
+    region: str | None,
+    limit: int,
+    cursor: tuple[int, int] | None,
+) -> tuple[list[dict], str | None]:
+    """Returns one page of the question's answers, newest job first, and the next cursor
+    (`<job pk>-<answer id>` of the page's last answer)."""
+    query = _base(question_id, model_id, region)
+    if cursor is not None:
+        job_pk, answer_id = cursor
         query = query.where(or_(Job.pk < job_pk, and_(Job.pk == job_pk, Answer.id > answer_id)))
-    rows = db.session.execute(
-        query.order_by(Job.pk.desc(), Answer.id).limit(params["limit"] + 1)
-    ).all()
-    page, more = rows[: params["limit"]], len(rows) > params["limit"]
+    rows = db.session.execute(query.order_by(Job.pk.desc(), Answer.id).limit(limit + 1)).all()
+    page, more = rows[:limit], len(rows) > limit
     cache: dict = {}
     items = [_item(question_id, cache, *row) for row in page]
     next_cursor = f"{page[-1][2].pk}-{page[-1][0].id}" if more else None

@@ -12,7 +12,7 @@ from sqlalchemy import exists, select, update
 
 from portal import settings
 from portal.config import BeaconConfig
-from portal.db import db
+from portal.db import MAX_ROW_ID, db
 from portal.errors import Conflict, NotFound
 from portal.judge import queue as judge_queue
 from portal.models import (
@@ -39,12 +39,23 @@ def lock_job(job_id: str) -> None:
     db.session.execute(update(Job).where(Job.id == job_id).values(status=Job.status))
 
 
-def find_job(job_id: str) -> Job:
-    """Loads a job with its executions and answers by id or raises 404 job_not_found."""
-    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
+def find_job(job_id: str, *, load_answers: bool = True) -> Job:
+    """Loads a job (with its executions and answers unless told not to) by id, or raises
+    NotFound job_not_found."""
+    query = select(Job).where(Job.id == job_id)
+    job = db.session.scalar(query.options(with_answers()) if load_answers else query)
     if job is None:
         raise NotFound("job_not_found", f"no job with id {job_id!r}")
     return job
+
+
+def find_execution(execution_id: int) -> Execution:
+    """Loads an execution by id, or raises NotFound execution_not_found."""
+    # An id beyond the column's range cannot exist, and the database driver would overflow on it.
+    found = db.session.get(Execution, execution_id) if 0 <= execution_id <= MAX_ROW_ID else None
+    if found is None:
+        raise NotFound("execution_not_found", f"no execution with id {execution_id}")
+    return found
 
 
 def load_job(job_id: str) -> Job | None:

@@ -8,8 +8,10 @@ import difflib
 
 from flask import Flask, request
 
+from portal import settings
 from portal.config import BeaconConfig
 from portal.errors import ApiError
+from portal.web import paging
 
 # Every endpoint that lists or filters, with the parameters it takes (and nothing else).
 ACCEPTED: dict[str, tuple[str, ...]] = {
@@ -71,3 +73,14 @@ def region_id(value: str | None, config: BeaconConfig) -> str | None:
         return value
     region = config.find_region(value)
     return region.id if region is not None else value
+
+
+def history_query(args, *, default_limit: int = paging.DEFAULT_LIMIT) -> dict:
+    """A question history's filters and page, as `compare.history.history` takes them."""
+    limit, cursor = paging.page_args(args, default=default_limit, cursor=paging.pair_cursor)
+    return {
+        "model_id": args.get("model_id") or None,
+        "region": region_id(args.get("region") or None, settings.current().config),
+        "limit": limit,
+        "cursor": cursor,
+    }

@@ -258,8 +258,15 @@ def test_typed_prompt_is_sent_as_text(client, app):
     )
     with app.app_context():
         job = db.session.scalar(select(Job).where(Job.id == job_id))
-        assert job.questions == [
-            {"index": 0, "id": None, "prompt": "What is the capital of Australia?"}
+        assert [
+            {k: q[k] for k in ("index", "id", "prompt", "language")} for q in job.questions
+        ] == [
+            {
+                "index": 0,
+                "id": None,
+                "prompt": "What is the capital of Australia?",
+                "language": "und",
+            }
         ]
 
 

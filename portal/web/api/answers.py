@@ -7,20 +7,17 @@ job says where to page through them: `GET /api/v1/jobs/<id>/answers?limit=&curso
 
 from __future__ import annotations
 
-import re
-
 from flask import jsonify, request, url_for
 from sqlalchemy import select
 
 from portal.db import db
-from portal.errors import ApiError
+from portal.engine.jobs import find_job
 from portal.models import Answer, Execution, Job
+from portal.web import paging
 from portal.web.api.blueprint import bp
 
 INLINE_ANSWERS = 100
 INLINE_CHARS = 1_000_000
-MAX_LIMIT = 200
-_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def job_document(job: Job) -> dict:
@@ -42,9 +39,8 @@ def job_document(job: Job) -> dict:
 @bp.get("/jobs/<job_id>/answers")
 def list_job_answers(job_id: str):
     """Lists one job's answers in execution order, a page at a time, with a cursor."""
-    if db.session.scalar(select(Job.pk).where(Job.id == job_id)) is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-    limit, cursor = _page_args()
+    find_job(job_id, load_answers=False)
+    limit, cursor = paging.page_args(request.args)
     query = (
         select(Answer, Execution.model_id, Execution.region)
         .join(Execution, Answer.execution_id == Execution.id)
@@ -57,17 +53,3 @@ def list_job_answers(job_id: str):
     page, more = rows[:limit], len(rows) > limit
     items = [{**a.to_dict(), "model_id": model, "region": region} for a, model, region in page]
     return jsonify(items=items, next=str(page[-1][0].id) if more else None)
-
-
-def _page_args() -> tuple[int, int | None]:
-    raw_limit = request.args.get("limit", "50")
-    raw_cursor = request.args.get("cursor")
-    if not _DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiError(
-            400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"limit": raw_limit}
-        )
-    if raw_cursor is not None and not _DIGITS.fullmatch(raw_cursor):
-        raise ApiError(
-            400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw_cursor}
-        )
-    return int(raw_limit), int(raw_cursor) if raw_cursor is not None else None

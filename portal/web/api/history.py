@@ -13,8 +13,7 @@ from portal.web.api.blueprint import bp
 @bp.get("/questions/<question_id>/history")
 def question_history_api(question_id: str):
     """A question's answers across jobs, newest job first, with changes marked."""
-    query = history.parse_args(request.args)
-    query["region"] = params.region_id(query["region"], settings.current().config)
+    query = params.history_query(request.args)
     history.find_question(question_id, settings.current().config.questions)
-    items, next_cursor = history.history(question_id, query)
+    items, next_cursor = history.history(question_id, **query)
     return jsonify(items=items, next=next_cursor)

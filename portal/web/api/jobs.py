@@ -12,7 +12,7 @@ from portal import compare, offload, settings
 from portal.compare import report
 from portal.db import db
 from portal.engine import jobs, region_health, wake
-from portal.engine.jobs import find_job
+from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
 from portal.intake import submit as intake
 from portal.judge import summary
@@ -20,14 +20,12 @@ from portal.models import Execution, Job, answer_counts
 from portal.provenance import receipts
 from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
-from portal.web import params
+from portal.web import paging, params
 from portal.web.api import openapi
 from portal.web.api.answers import job_document
 from portal.web.api.blueprint import bp
-from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 
 EXECUTION_STATUSES = RUN_STATUSES
-MAX_ROW_ID = 2**63 - 1
 
 
 @bp.post("/jobs")
@@ -77,7 +75,7 @@ def list_jobs():
     if status:
         _check_choice("status", status, JOB_STATUSES)
         query = query.where(Job.status == status)
-    limit, cursor = _page_args()
+    limit, cursor = paging.page_args(request.args)
     if cursor is not None:
         query = query.where(Job.pk < cursor)
     jobs = db.session.scalars(query.limit(limit + 1)).all()
@@ -119,9 +117,7 @@ def get_comparison_csv(job_id: str):
 @bp.get("/jobs/<job_id>/summary")
 def get_summary(job_id: str):
     """Returns the judge model's machine-written summary of the job, or 404 saying why not."""
-    job = db.session.scalar(select(Job.id).where(Job.id == job_id))
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    find_job(job_id, load_answers=False)
     return jsonify(summary=summary.summary_doc(job_id))
 
 
@@ -174,7 +170,7 @@ def list_executions():
             if name == "region":
                 value = params.region_id(value, settings.current().config)
             query = query.where(getattr(Execution, name) == value)
-    limit, cursor = _page_args()
+    limit, cursor = paging.page_args(request.args)
     if cursor is not None:
         query = query.where(Execution.id > cursor)
     rows = db.session.scalars(query.limit(limit + 1)).all()
@@ -193,10 +189,7 @@ def list_job_executions(job_id: str):
 @bp.get("/executions/<int:execution_id>")
 def get_execution(execution_id: int):
     """Returns one execution with its answers."""
-    # An id beyond a 64-bit integer cannot exist, and the database driver would overflow on it.
-    execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
-    if execution is None:
-        raise ApiError(404, "execution_not_found", f"no execution with id {execution_id}")
+    execution = find_execution(execution_id)
     return jsonify(execution=execution.to_dict(with_answers=True))
 
 
@@ -267,20 +260,6 @@ def get_openapi():
 
 def _baseline() -> str | None:
     return params.region_id(request.args.get("baseline"), settings.current().config)
-
-
-def _page_args() -> tuple[int, int | None]:
-    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
-    raw_cursor = request.args.get("cursor")
-    if not DIGITS.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiError(
-            400, "invalid_parameter", f"limit must be 1 to {MAX_LIMIT}", {"limit": raw_limit}
-        )
-    if raw_cursor is not None and not DIGITS.fullmatch(raw_cursor):
-        raise ApiError(
-            400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw_cursor}
-        )
-    return int(raw_limit), int(raw_cursor) if raw_cursor is not None else None
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

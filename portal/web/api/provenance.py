@@ -9,35 +9,21 @@ from flask import jsonify, request
 from sqlalchemy import select
 
 from portal import settings
-from portal.db import db
+from portal.db import MAX_INT32, db
+from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
-from portal.models import Execution, Job, with_answers
 from portal.provenance import receipts, tlog
 from portal.provenance.log_models import Receipt
+from portal.web import paging
 from portal.web.api.blueprint import bp
 
-DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_ENTRIES = 1000
-MAX_ROW_ID = 2**63 - 1
-
-
-def _number(name: str, default: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None and default is not None:
-        return default
-    if raw is None or not DIGITS.fullmatch(raw):
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be a non-negative integer", {name: raw}
-        )
-    return int(raw)
 
 
 @bp.get("/executions/<int:execution_id>/receipt")
 def get_receipt(execution_id: int):
     """Returns the execution's newest signed receipt and its place in the log."""
-    execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
-    if execution is None:
-        raise ApiError(404, "execution_not_found", f"no execution with id {execution_id}")
+    find_execution(execution_id)
     receipt = receipts.latest_receipt(execution_id)
     if receipt is None:
         raise ApiError(
@@ -61,9 +47,9 @@ def get_checkpoint():
 def get_inclusion_proof():
     """Returns the RFC 9162 inclusion path of one entry in a tree of the given size."""
     size, _ = tlog.head()
-    index = _number("index")
+    index = _log_number("index")
     try:
-        return jsonify(tlog.inclusion(index, _number("size", size)))
+        return jsonify(tlog.inclusion(index, _log_number("size", size)))
     except tlog.ProofError as exc:
         raise ApiError(400, "invalid_parameter", str(exc), dict(request.args)) from None
 
@@ -72,22 +58,32 @@ def get_inclusion_proof():
 def get_consistency_proof():
     """Returns the RFC 9162 consistency path between two tree sizes."""
     size, _ = tlog.head()
-    old = _number("old")
+    old = _log_number("old")
     try:
-        return jsonify(tlog.consistency(old, _number("new", size)))
+        return jsonify(tlog.consistency(old, _log_number("new", size)))
     except tlog.ProofError as exc:
         raise ApiError(400, "invalid_parameter", str(exc), dict(request.args)) from None
+
+
+def _log_number(name: str, default: int | None = None) -> int:
+    """A log index or tree size from the query string (the columns are 32-bit integers)."""
+    return paging.integer(
+        request.args, name, default=default, maximum=MAX_INT32, required=default is None
+    )
+
+
+def _index(raw: str) -> int:
+    """A log index as `next` gave it (the column is a 32-bit integer)."""
+    return paging.integer({"cursor": raw}, "cursor", maximum=MAX_INT32)
 
 
 @bp.get("/log/entries")
 def list_entries():
     """Lists log entries in index order, for auditors who rebuild the tree."""
-    start = _number("start", 0)
-    limit = _number("limit", 100)
-    if not 1 <= limit <= MAX_ENTRIES:
-        raise ApiError(400, "invalid_parameter", f"limit must be 1 to {MAX_ENTRIES}")
-    if request.args.get("cursor") is not None:
-        start = _number("cursor")
+    start = paging.integer(request.args, "start", default=0, maximum=MAX_INT32)
+    limit, cursor = paging.page_args(request.args, default=100, maximum=MAX_ENTRIES, cursor=_index)
+    if cursor is not None:
+        start = cursor
     rows = db.session.scalars(
         select(Receipt)
         .where(Receipt.log_index >= start)
@@ -105,9 +101,7 @@ def list_entries():
 @bp.get("/jobs/<job_id>/evidence")
 def get_evidence(job_id: str):
     """Returns one file that verifies the job offline: spec, receipts, proofs, checkpoint."""
-    job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    job = find_job(job_id)
     s = settings.current()
     checkpoint = tlog.checkpoint(s.log_origin, s.signing_seed)
     rows = db.session.scalars(

@@ -10,9 +10,7 @@ from flask import abort, request, url_for
 from portal import settings
 from portal.compare import history
 from portal.engine.jobs import find_job
-from portal.errors import DomainError
 from portal.web import params
-from portal.web.errors import http_status
 from portal.web.pages import cell_view as cells
 from portal.web.pages import findings_view as findings
 from portal.web.pages import htmx
@@ -65,15 +63,9 @@ def cell_detail(job_id: str, model_id: str, index: int):
 @bp.get("/questions/<question_id>")
 def question_history(question_id: str):
     """The question's history as a page, grouped by model and region."""
-    args = request.args.to_dict()
-    args.setdefault("limit", str(PAGE_LIMIT))
-    try:
-        query = history.parse_args(args)
-        question = history.find_question(question_id, settings.current().config.questions)
-    except DomainError as exc:
-        abort(http_status(exc), exc.message)
-    query["region"] = params.region_id(query["region"], settings.current().config)
-    items, next_cursor = history.history(question_id, query)
+    query = params.history_query(request.args, default_limit=PAGE_LIMIT)
+    question = history.find_question(question_id, settings.current().config.questions)
+    items, next_cursor = history.history(question_id, **query)
     groups: OrderedDict[tuple[str, str], dict] = OrderedDict()
     for item in items:
         key = (item["model_id"], item["region"])

@@ -21,16 +21,15 @@ from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
 from portal.engine import jobs, wake
-from portal.engine.jobs import find_job
+from portal.engine.jobs import find_execution, find_job
 from portal.errors import DomainError, RateLimited
 from portal.intake import signing
 from portal.intake import submit as intake
-from portal.models import Execution, Job, answer_counts
+from portal.models import Job, answer_counts
 from portal.provenance import receipts
 from portal.status import JobStatus
 from portal.times import utcnow
-from portal.web import admin, params
-from portal.web.bounds import MAX_ROW_ID, row_id_arg
+from portal.web import admin, paging, params
 from portal.web.pages import answer_views, htmx
 from portal.web.pages.blueprint import bp
 from portal.web.pages.forms import ActionForm, JobForm, LoginForm
@@ -140,7 +139,7 @@ def htmx_library():
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
-    before = row_id_arg("before")
+    before = paging.integer(request.args, "before", message="before must be a value from a link")
     if before is not None:
         query = query.where(Job.pk < before)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
@@ -242,10 +241,7 @@ def _job_action(job_id: str, action: str):
 @bp.get("/executions/<int:execution_id>")
 def execution_detail(execution_id: int):
     """Shows one execution with all its answers and timings."""
-    # An id beyond a 64-bit integer cannot exist, and the database driver would overflow on it.
-    execution = db.session.get(Execution, execution_id) if execution_id <= MAX_ROW_ID else None
-    if execution is None:
-        abort(404, f"No execution with id {execution_id}.")
+    execution = find_execution(execution_id)
     context = answer_views.execution_context(execution)
     # Classes come from the job's comparison, as on the job page.
     comparison = report.job_comparison(find_job(execution.job_id))
