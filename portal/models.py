@@ -50,7 +50,7 @@ class Job(db.Model):
     public_key: Mapped[str] = mapped_column(String(64))
     signer_kid: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16), default="api")
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.QUEUED)
     models: Mapped[list] = mapped_column(JSON)
     regions: Mapped[list] = mapped_column(JSON)
     questions: Mapped[list] = mapped_column(JSON)
@@ -119,7 +119,7 @@ class Execution(db.Model):
     region_name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(16))
     provider_model: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.QUEUED)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -170,7 +170,7 @@ class Answer(db.Model):
     language: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     question_version: Mapped[str | None] = mapped_column(String(12))
     run: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.QUEUED)
     output: Mapped[str | None] = mapped_column(Text)
     output_sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
@@ -298,11 +298,11 @@ def has_active_executions(job_id: str) -> bool:
 def meets_constraints(job: Job, counts: dict) -> bool:
     """Says whether a finished job met its `min_regions` and `min_success_rate`."""
     total = counts.get("total", 0)
-    rate = counts.get("completed", 0) / total if total else 0.0
+    rate = counts.get(RunStatus.COMPLETED, 0) / total if total else 0.0
     if job.min_success_rate is not None and rate < job.min_success_rate:
         return False
     if job.min_regions:
-        regions_ok = {e.region for e in job.executions if e.status == "completed"}
+        regions_ok = {e.region for e in job.executions if e.status == RunStatus.COMPLETED}
         if len(regions_ok) < job.min_regions:
             return False
     return total > 0

@@ -5,17 +5,34 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
+import signal
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from flask import Flask
+import gevent
+import gevent.event
+from flask import Flask, current_app
 from flask.cli import AppGroup
+from gevent import monkey
 
 from portal import settings
+from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
+from portal.cli.recompare import recompare_command
+from portal.db import db
+from portal.engine import pool
+from portal.engine.jobs import load_job
+from portal.errors import DomainError
 from portal.intake import signing, trust
+from portal.intake import submit as intake
+from portal.intake.jobspec import unwrap
+from portal.models import answer_counts
+from portal.status import JobStatus, RunStatus
+from portal.times import iso, utcnow
 
 beacon = AppGroup("beacon", help="Beacon portal commands.")
 # The demo waits this long past a job's deadline for the engine to record its end.
@@ -24,8 +41,6 @@ _GRACE = timedelta(seconds=30)
 
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
-    from portal.cli import judge as judge_cli
-    from portal.cli.recompare import recompare_command
 
     beacon.add_command(recompare_command)
     beacon.add_command(backfill_receipts_command)
@@ -70,13 +85,9 @@ def sign_command(file: Path, key_file: Path | None, fresh: bool, output: Path | 
     """Signs a JobSpec with beacon-jcs-v1 and prints it."""
     spec = _read_spec(file)
     if fresh:
-        import secrets
-
         metadata = spec.setdefault("metadata", {})
         metadata["nonce"] = secrets.token_urlsafe(12)
-        metadata["timestamp"] = (
-            datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        )
+        metadata["timestamp"] = iso(utcnow(), "seconds")
     # created_at is signed by beacon-jcs-v1 but stripped by legacy-c2, so a spec that carries it
     # can never also verify as legacy-c2 with an id or empty keys added (docs/signing.md).
     spec.setdefault("created_at", _now_iso())
@@ -93,8 +104,6 @@ def sign_command(file: Path, key_file: Path | None, fresh: bool, output: Path | 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def verify_command(file: Path):
     """Says which scheme verifies a signed JobSpec and whether its key is trusted here."""
-    from portal.errors import DomainError
-    from portal.intake.jobspec import unwrap
 
     try:
         spec = unwrap(signing.load_json(file.read_bytes()))
@@ -124,9 +133,6 @@ def verify_command(file: Path):
 
 def _trust_source(s: settings.Settings) -> str:
     """Says whose trust list `verify` read: this shell's variable and the portal's own key."""
-    import os
-
-    from flask import current_app
 
     listed = trust.describe(s.trusted_keys, None) or "empty"
     if os.environ.get("BEACON_SIGNING_KEY"):
@@ -140,7 +146,7 @@ def _trust_source(s: settings.Settings) -> str:
 
 
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso(utcnow(), "seconds")
 
 
 def _read_spec(file: Path) -> dict:
@@ -156,7 +162,6 @@ def _read_spec(file: Path) -> dict:
 
 
 def _seed(key_file: Path | None) -> bytes:
-    import os
 
     raw = key_file.read_text().strip() if key_file else os.environ.get("BEACON_USER_KEY")
     if not raw:
@@ -175,14 +180,6 @@ def _seed(key_file: Path | None) -> bytes:
 @beacon.command("worker")
 def worker_command():
     """Runs the execution dispatcher in the foreground until interrupted or terminated."""
-    import signal
-
-    import gevent
-    import gevent.event
-    from flask import current_app
-    from gevent import monkey
-
-    from portal.engine import pool
 
     if not monkey.is_module_patched("socket"):
         raise click.ClickException(
@@ -231,14 +228,6 @@ def worker_command():
 )
 def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
     """Submits a job of every default question, the default models and every region; follows it."""
-    import secrets
-    import time
-
-    from flask import current_app
-
-    from portal.engine import pool
-    from portal.intake import submit as intake
-    from portal.models import answer_counts
 
     s = settings.current()
     config = s.config
@@ -253,7 +242,7 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
         "metadata": {
             "models": [m.id for m in config.default_models()],
             "nonce": secrets.token_urlsafe(12),
-            "timestamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "timestamp": iso(utcnow(), "seconds"),
         },
         "questions": list(questions) or list(config.questions),
         "runs": 1,
@@ -268,8 +257,6 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
     )
     dispatcher = None
     if inline:
-        from gevent import monkey
-
         if not monkey.is_module_patched("socket"):
             raise click.ClickException("--inline needs `flask --app wsgi beacon demo`")
         dispatcher = pool.Dispatcher(current_app._get_current_object()).start()
@@ -287,7 +274,7 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
                 shown = line
             if db_job.ended:
                 break
-            idle = counts["queued"] == counts["total"] and db_job.status == "queued"
+            idle = counts[RunStatus.QUEUED] == counts["total"] and db_job.status == JobStatus.QUEUED
             if not inline and not hinted and idle and time.monotonic() - started_at > 15:
                 click.echo(
                     "  nothing has started yet: is the portal running (./scripts/serve.sh)? "
@@ -322,8 +309,6 @@ def _show_first_answers(job_id: str, width: int = 160) -> None:
 
 
 def _fresh_job(job_id: str):
-    from portal.db import db
-    from portal.engine.jobs import load_job
 
     job = load_job(job_id)
     db.session.commit()
@@ -331,7 +316,6 @@ def _fresh_job(job_id: str):
 
 
 def _sleep(seconds: float) -> None:
-    import gevent
 
     # gevent.sleep yields to an inline dispatcher; without one it is a plain sleep.
     gevent.sleep(seconds)

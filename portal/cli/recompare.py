@@ -12,20 +12,21 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from portal import settings
+from portal.compare import report
+from portal.compare.similarity import semantic_available
+from portal.db import db
+from portal.engine.jobs import find_job
+from portal.errors import NotFound
+from portal.models import Job
+from portal.status import JOB_ENDED
+
 
 @click.command("recompare")
 @click.option("--job", "job_ids", multiple=True, help="only this job id (repeatable)")
 @with_appcontext
 def recompare_command(job_ids: tuple[str, ...]):
     """Recomputes the stale comparisons and classes of ended jobs (after a rules change)."""
-    from portal import settings
-    from portal.compare import report
-    from portal.compare.similarity import semantic_available
-    from portal.db import db
-    from portal.engine.jobs import find_job
-    from portal.errors import NotFound
-    from portal.models import Job
-    from portal.status import JOB_ENDED
 
     query = select(Job.id, Job.status).order_by(Job.pk)
     if job_ids:

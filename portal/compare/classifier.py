@@ -11,6 +11,7 @@ import re
 from portal.compare import rules
 from portal.compare.rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE
 from portal.compare.similarity import CJK, normalize, split_words
+from portal.status import RunStatus
 
 CLASSES = (SUBSTANTIVE, REFUSAL, EVASIVE, TECHNICAL_FAILURE)
 
@@ -62,10 +63,14 @@ def _restates(words: list[str], prompt: str) -> bool:
 
 
 def classify_detail(
-    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
+    output: str | None,
+    *,
+    status: str = RunStatus.COMPLETED,
+    error: str | None = None,
+    prompt: str = "",
 ) -> tuple[str, str]:
     """Returns the class of one answer and the name of the rule that decided it."""
-    if error or status != "completed":
+    if error or status != RunStatus.COMPLETED:
         return TECHNICAL_FAILURE, "provider_error"
     text = normalize(output or "")
     if not text:
@@ -92,7 +97,11 @@ def classify_detail(
 
 
 def classify(
-    output: str | None, *, status: str = "completed", error: str | None = None, prompt: str = ""
+    output: str | None,
+    *,
+    status: str = RunStatus.COMPLETED,
+    error: str | None = None,
+    prompt: str = "",
 ) -> str:
     """Returns one of CLASSES for an answer, by the rules of `portal.compare.rules`."""
     return classify_detail(output, status=status, error=error, prompt=prompt)[0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from portal.status import RunStatus
+
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_CHAR = re.compile(f"[{CJK}]")
 # A word character that is not CJK: what must not touch a spaced-script term on either side.
@@ -70,7 +72,7 @@ def question_framing(terms, entries: list[dict], regions: list[str]) -> list[dic
     for term in terms or ():
         counts = {region: 0 for region in regions}
         for entry in entries:
-            if entry.get("status") == "completed" and entry["region"] in counts:
+            if entry.get("status") == RunStatus.COMPLETED and entry["region"] in counts:
                 counts[entry["region"]] += count_term(term, entry.get("output"))
         framing.append({"term": term, "counts": counts})
     return framing
@@ -103,7 +105,7 @@ def highlight(text: str | None, terms) -> list[dict]:
 
 def csv_counts(question_framing: list[dict] | None, answer: dict) -> str:
     """Formats one completed answer's counts for a CSV cell: `massacre=1; tank=0`."""
-    if not question_framing or answer.get("status") != "completed":
+    if not question_framing or answer.get("status") != RunStatus.COMPLETED:
         return ""
     terms = [row["term"] for row in question_framing]
     return "; ".join(f"{t}={n}" for t, n in count_terms(terms, answer.get("output")).items())

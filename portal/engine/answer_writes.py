@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, update
 
 from portal import compare, providers
 from portal.models import Answer
+from portal.status import RunStatus
 from portal.storable import storable_text
 
 MAX_OUTPUT_CHARS = 100_000
@@ -52,16 +53,16 @@ def _bound(name: str):
 
 _START = (
     update(_ANSWERS)
-    .where(_ANSWERS.c.id == bindparam("answer_id"), _ANSWERS.c.status == "queued")
-    .values(status="running", attempts=_ANSWERS.c.attempts + 1)
+    .where(_ANSWERS.c.id == bindparam("answer_id"), _ANSWERS.c.status == RunStatus.QUEUED)
+    .values(status=RunStatus.RUNNING, attempts=_ANSWERS.c.attempts + 1)
     .returning(_ANSWERS.c.prompt)
 )
 
 _COMPLETE = (
     update(_ANSWERS)
-    .where(_ANSWERS.c.id == bindparam("answer_id"), _ANSWERS.c.status == "running")
+    .where(_ANSWERS.c.id == bindparam("answer_id"), _ANSWERS.c.status == RunStatus.RUNNING)
     .values(
-        status="completed",
+        status=RunStatus.COMPLETED,
         error=None,
         **{name: _bound(name) for name in _COMPLETED_COLUMNS},
     )
@@ -107,7 +108,9 @@ def completed_values(result: providers.ProviderResult, prompt: str) -> dict:
         "latency_ms": result.latency_ms,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
-        "classification": compare.classify(text, status="completed", error=None, prompt=prompt),
+        "classification": compare.classify(
+            text, status=RunStatus.COMPLETED, error=None, prompt=prompt
+        ),
         "served_by": result.served_by or None,
     }
 

@@ -38,6 +38,7 @@ from portal.engine import answer_writes, jobs, metrics
 from portal.engine.region_rate import RegionRates
 from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
 from portal.provenance import receipts
+from portal.status import RunStatus
 from portal.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ _RENEW = (
     .where(
         Execution.__table__.c.id.in_(bindparam("ids", expanding=True)),
         Execution.__table__.c.lease_owner == bindparam("owner"),
-        Execution.__table__.c.status == "running",
+        Execution.__table__.c.status == RunStatus.RUNNING,
     )
     .values(lease_expires_at=bindparam("until"))
 )
@@ -124,7 +125,7 @@ def run_execution(
     true between two calls (the worker is draining) and the execution is left to be handed back.
     """
     execution = db.session.get(Execution, execution_id, populate_existing=True)
-    if execution is None or execution.lease_owner != owner or execution.status != "running":
+    if execution is None or execution.lease_owner != owner or execution.status != RunStatus.RUNNING:
         db.session.rollback()
         return False
     ctx = _Context(execution, owner, config, rates, stopping)
@@ -135,7 +136,7 @@ def run_execution(
     execution.started_at = execution.started_at or now
     jobs.mark_started(ctx.job_id, now)
     db.session.commit()
-    logs.execution_state(ctx.labels, "running")
+    logs.execution_state(ctx.labels, RunStatus.RUNNING)
     unfinished = db.session.scalars(
         select(Answer.id)
         .where(Answer.execution_id == execution_id, Answer.status.in_(ACTIVE))
@@ -190,21 +191,21 @@ def _start_or_end(ctx: _Context, job, answer_id: int, now: datetime) -> str | No
     if answer is None or answer.status not in ACTIVE:
         return None
     if job.cancel_requested_at is not None:
-        _end(answer, "cancelled", "cancelled before it was asked", now)
+        _end(answer, RunStatus.CANCELLED, "cancelled before it was asked", now)
     elif ctx.problem:
-        _end(answer, "failed", ctx.problem, now)
+        _end(answer, RunStatus.FAILED, ctx.problem, now)
     elif job.deadline_at is not None and now >= job.deadline_at:
-        _end(answer, "failed", jobs.DEADLINE_PASSED, now)
-    elif answer.status == "running" and answer.attempts >= ctx.limits.max_attempts:
+        _end(answer, RunStatus.FAILED, jobs.DEADLINE_PASSED, now)
+    elif answer.status == RunStatus.RUNNING and answer.attempts >= ctx.limits.max_attempts:
         # Recovered after its worker stopped mid-call as many times as it may be tried.
         _end(
             answer,
-            "failed",
+            RunStatus.FAILED,
             f"the worker asking this stopped during each of {answer.attempts} attempts",
             now,
         )
     else:
-        answer.status = "running"
+        answer.status = RunStatus.RUNNING
         answer.attempts += 1
         return answer.prompt
     return None
@@ -252,7 +253,7 @@ def _call_and_record(
         db.session.commit()
         return False
     answer = db.session.get(Answer, answer_id, populate_existing=True)
-    if answer is None or answer.status != "running":
+    if answer is None or answer.status != RunStatus.RUNNING:
         db.session.commit()
         return False
     # Only a failure needs the job (was it cancelled meanwhile?).
@@ -263,12 +264,14 @@ def _call_and_record(
     past_deadline = deadline is not None and finished >= deadline
     delay = _backoff(answer.attempts, error.retry_after)
     if job.cancel_requested_at is not None:
-        _end(answer, "cancelled", f"cancelled while the call was in flight ({error.message})")
+        _end(
+            answer, RunStatus.CANCELLED, f"cancelled while the call was in flight ({error.message})"
+        )
     elif past_deadline:
-        _end(answer, "failed", f"{jobs.DEADLINE_PASSED} ({error.message})")
+        _end(answer, RunStatus.FAILED, f"{jobs.DEADLINE_PASSED} ({error.message})")
     elif error.transient and answer.attempts < ctx.limits.max_attempts:
         if deadline is not None and finished + timedelta(seconds=delay) >= deadline:
-            _end(answer, "failed", f"{jobs.DEADLINE_PASSED} ({error.message})")
+            _end(answer, RunStatus.FAILED, f"{jobs.DEADLINE_PASSED} ({error.message})")
             db.session.commit()
             return False
         answer.error = f"attempt {answer.attempts} failed, trying again: {error.message}"
@@ -277,7 +280,7 @@ def _call_and_record(
         return True
     else:
         tries = f" (after {answer.attempts} attempts)" if answer.attempts > 1 else ""
-        _end(answer, "failed", error.message + tries)
+        _end(answer, RunStatus.FAILED, error.message + tries)
     db.session.commit()
     return False
 
@@ -299,9 +302,9 @@ def _wait_for_slot(ctx: _Context, answer_id: int, deadline: datetime | None):
         cancelled = jobs.job_state(ctx.job_id).cancel_requested_at is not None
         db.session.commit()
         if cancelled:
-            status, message = "cancelled", "cancelled before it was asked"
+            status, message = RunStatus.CANCELLED, "cancelled before it was asked"
         elif deadline is not None and now + timedelta(seconds=wait) >= deadline:
-            status, message = "failed", f"{jobs.DEADLINE_PASSED} ({RATE_WAIT})"
+            status, message = RunStatus.FAILED, f"{jobs.DEADLINE_PASSED} ({RATE_WAIT})"
         else:
             gevent.sleep(min(wait, RATE_WAIT_STEP_S))
             continue
@@ -309,7 +312,7 @@ def _wait_for_slot(ctx: _Context, answer_id: int, deadline: datetime | None):
             db.session.rollback()
             return None
         answer = db.session.get(Answer, answer_id, populate_existing=True)
-        if answer is not None and answer.status == "running":
+        if answer is not None and answer.status == RunStatus.RUNNING:
             answer.attempts -= 1  # counted before the call, which was never made
             _end(answer, status, message)
         db.session.commit()
@@ -349,13 +352,13 @@ def _finish(ctx: _Context) -> None:
         .execution_options(populate_existing=True)
     ).all()
     statuses = [a.status for a in answers]
-    failed = [a for a in answers if a.status == "failed"]
-    if all(s == "completed" for s in statuses):
-        execution.status, execution.error = "completed", None
-    elif "cancelled" in statuses and not failed:
-        execution.status, execution.error = "cancelled", "cancelled"
+    failed = [a for a in answers if a.status == RunStatus.FAILED]
+    if all(s == RunStatus.COMPLETED for s in statuses):
+        execution.status, execution.error = RunStatus.COMPLETED, None
+    elif RunStatus.CANCELLED in statuses and not failed:
+        execution.status, execution.error = RunStatus.CANCELLED, "cancelled"
     else:
-        execution.status = "failed"
+        execution.status = RunStatus.FAILED
         first = failed[0].error if failed else "unfinished answers remain"
         execution.error = f"{len(failed)} of {len(answers)} answers failed: {first}"
     execution.finished_at = utcnow()

@@ -13,6 +13,7 @@ from sqlalchemy import exists, select, update
 from portal import settings
 from portal.config import BeaconConfig
 from portal.db import MAX_ROW_ID, db
+from portal.engine import wake
 from portal.errors import Conflict, NotFound
 from portal.judge import queue as judge_queue
 from portal.models import (
@@ -26,6 +27,8 @@ from portal.models import (
     has_active_executions,
     with_answers,
 )
+from portal.provenance import receipts
+from portal.status import JobStatus, RunStatus
 from portal.times import utcnow
 
 DEADLINE_PASSED = "job deadline passed"
@@ -86,13 +89,13 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     if still_active or counts["queued"] or counts["running"]:
         return job.status
     if job.cancel_requested_at is not None:
-        status = "cancelled"
+        status = RunStatus.CANCELLED
     elif counts["total"] and counts["completed"] == counts["total"]:
-        status = "completed"
+        status = RunStatus.COMPLETED
     elif counts["completed"]:
-        status = "partial"
+        status = JobStatus.PARTIAL
     else:
-        status = "failed"
+        status = RunStatus.FAILED
     if job.status != status or job.finished_at is None:
         job.status = status
         job.finished_at = now or utcnow()
@@ -105,15 +108,15 @@ def mark_started(job_id: str, now: datetime) -> None:
     """Moves a queued job to running the first time one of its executions starts."""
     db.session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(status="running", started_at=now)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=RunStatus.RUNNING, started_at=now)
     )
 
 
 def cancel_job(job: Job, now: datetime | None = None) -> Job:
     """Cancels a job: queued work stops at once, in-flight calls end when they return."""
     now = now or utcnow()
-    if job.status == "cancelled":
+    if job.status == JobStatus.CANCELLED:
         return job
     if job.ended:
         raise Conflict(
@@ -121,24 +124,43 @@ def cancel_job(job: Job, now: datetime | None = None) -> Job:
         )
     lock_job(job.id)
     job.cancel_requested_at = now
-    job.status = "cancelled"
+    job.status = JobStatus.CANCELLED
     ids = select(Execution.id).where(Execution.job_id == job.id)
     db.session.execute(
         update(Answer)
-        .where(Answer.execution_id.in_(ids), Answer.status == "queued")
+        .where(Answer.execution_id.in_(ids), Answer.status == RunStatus.QUEUED)
         .values(
-            status="cancelled",
+            status=RunStatus.CANCELLED,
             error="cancelled before it was asked",
             classification="technical_failure",
         )
     )
     db.session.execute(
         update(Execution)
-        .where(Execution.job_id == job.id, Execution.status == "queued")
-        .values(status="cancelled", finished_at=now, error="cancelled")
+        .where(Execution.job_id == job.id, Execution.status == RunStatus.QUEUED)
+        .values(status=RunStatus.CANCELLED, finished_at=now, error="cancelled")
     )
     refresh_status(job.id, now)
     return job
+
+
+def cancel(job_id: str) -> Job:
+    """Cancels a job and commits; the executions the cancel ended get their receipts. The one
+    cancel the API and the pages both call."""
+    job = cancel_job(find_job(job_id))
+    db.session.commit()
+    receipts.issue_for_job(job.id)  # a cancel ends executions: their receipts (SPEC section 9)
+    return job
+
+
+def retry(job_id: str, config: BeaconConfig) -> tuple[Job, int]:
+    """Queues a job's failed answers again and commits; returns the job and how many. The one
+    retry the API and the pages both call."""
+    job = find_job(job_id)
+    requeued = retry_job(job, config)
+    db.session.commit()
+    wake.new_work()
+    return job, requeued
 
 
 def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> int:
@@ -152,16 +174,16 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
     lock_job(job.id)
     failed = select(Answer.execution_id).where(
         Answer.execution_id.in_(select(Execution.id).where(Execution.job_id == job.id)),
-        Answer.status == "failed",
+        Answer.status == RunStatus.FAILED,
     )
     execution_ids = sorted(set(db.session.scalars(failed)))
     if not execution_ids:
         raise Conflict("nothing_to_retry", f"job {job.id!r} has no failed answers")
     result = db.session.execute(
         update(Answer)
-        .where(Answer.execution_id.in_(execution_ids), Answer.status == "failed")
+        .where(Answer.execution_id.in_(execution_ids), Answer.status == RunStatus.FAILED)
         .values(
-            status="queued",
+            status=RunStatus.QUEUED,
             output=None,
             output_sha256=None,
             error=None,
@@ -180,7 +202,7 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
         update(Execution)
         .where(Execution.id.in_(execution_ids))
         .values(
-            status="queued",
+            status=RunStatus.QUEUED,
             lease_owner=None,
             lease_expires_at=None,
             finished_at=None,
@@ -192,7 +214,7 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
         if job.deadline_at and job.submitted_at
         else timedelta(seconds=config.execution.job_timeout_s)
     )
-    job.status = "queued"
+    job.status = JobStatus.QUEUED
     job.finished_at = None
     job.cancel_requested_at = None
     job.deadline_at = now + allowed
@@ -216,7 +238,7 @@ def end_overdue(now: datetime | None = None) -> list[str]:
                 update(Answer)
                 .where(Answer.execution_id.in_(ids), Answer.status.in_(ACTIVE))
                 .values(
-                    status="failed",
+                    status=RunStatus.FAILED,
                     error=DEADLINE_PASSED,
                     finished_at=now,
                     classification="technical_failure",
@@ -226,7 +248,7 @@ def end_overdue(now: datetime | None = None) -> list[str]:
                 update(Execution)
                 .where(Execution.id.in_(ids))
                 .values(
-                    status="failed",
+                    status=RunStatus.FAILED,
                     error=DEADLINE_PASSED,
                     finished_at=now,
                     lease_owner=None,

@@ -33,16 +33,15 @@ from portal import logs
 from portal.config import BeaconConfig
 from portal.db import db
 from portal.engine import jobs, metrics, wake
-from portal.engine.answer_writes import clean_output as clean_output
 
 # renew lives with the execution, whose every write renews its lease; the pool's heartbeat
-# uses it too. classify and clean_output stay importable from here.
-from portal.engine.execution import classify as classify
+# uses it too.
 from portal.engine.execution import renew, run_execution
 from portal.engine.region_rate import RegionRates
 from portal.judge import dispatch as judge_dispatch
 from portal.models import Execution, claimable
 from portal.provenance import receipts
+from portal.status import RunStatus
 from portal.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ def new_owner() -> str:
 def _live(now: datetime):
     """A lease some worker holds now: the execution counts against its region's cap."""
     return and_(
-        Execution.status == "running",
+        Execution.status == RunStatus.RUNNING,
         Execution.lease_expires_at.is_not(None),
         Execution.lease_expires_at >= now,
     )
@@ -100,7 +99,7 @@ def claim(
     """
     now = now or utcnow()
     lease = {
-        "status": "running",
+        "status": RunStatus.RUNNING,
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease_s),
     }
@@ -142,17 +141,19 @@ def claim(
 
 def release(owner: str, ids: list[int] | None = None) -> int:
     """Hands the executions `owner` is running (or those of them in `ids`) back to the queue."""
-    stmt = update(Execution).where(Execution.lease_owner == owner, Execution.status == "running")
+    stmt = update(Execution).where(
+        Execution.lease_owner == owner, Execution.status == RunStatus.RUNNING
+    )
     if ids is not None:
         stmt = stmt.where(Execution.id.in_(ids))
     rows = db.session.execute(
-        stmt.values(status="queued", lease_owner=None, lease_expires_at=None).returning(
+        stmt.values(status=RunStatus.QUEUED, lease_owner=None, lease_expires_at=None).returning(
             Execution.id, Execution.job_id, Execution.model_id, Execution.region
         )
     ).all()
     for execution_id, job_id, model, region in rows:
         labels = {"execution": execution_id, "job": job_id, "model": model, "region": region}
-        logs.execution_state(labels, "queued")
+        logs.execution_state(labels, RunStatus.QUEUED)
     return len(rows)
 
 
@@ -163,7 +164,7 @@ def lapsed(region: str, now: datetime | None = None) -> set[int]:
         db.session.scalars(
             select(Execution.id).where(
                 Execution.region == region,
-                Execution.status == "running",
+                Execution.status == RunStatus.RUNNING,
                 Execution.lease_expires_at < now,
             )
         )

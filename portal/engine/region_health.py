@@ -18,13 +18,9 @@ from portal.config import BeaconConfig
 from portal.db import db
 from portal.models import Answer, Execution
 from portal.status import CLASSIFIED, RunStatus
-from portal.times import utcnow
+from portal.times import iso, utcnow
 
 WINDOW = timedelta(hours=1)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _empty() -> dict:
@@ -80,6 +76,6 @@ def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str
             "failed": entry["failed"],
             "error_rate": round(entry["failed"] / total, 4) if total else None,
             "p50_latency_ms": round(statistics.median(latencies)) if latencies else None,
-            "last_success_at": _iso(last_success.get(region)),
+            "last_success_at": iso(last_success.get(region)),
         }
     return health

@@ -43,13 +43,19 @@ _C2_REMOVED = ("id", "created_at", "signature", "public_key")
 class SignatureError(Exception):
     """A JobSpec's signature is absent, malformed, or does not verify."""
 
-    STATUS = {"missing_signature": 401, "malformed_signature": 400, "invalid_signature": 401}
+    # The refusal's kind (portal.errors): a malformed signature is invalid input, a missing or
+    # wrong one leaves the submitter unauthenticated.
+    KINDS = {
+        "missing_signature": "unauthenticated",
+        "malformed_signature": "invalid",
+        "invalid_signature": "unauthenticated",
+    }
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = self.STATUS[code]
+        self.kind = self.KINDS[code]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from portal.engine import wake
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
 from portal.intake import jobspec, signing, trust
 from portal.models import Answer, Execution, Job, UsedNonce, with_answers
+from portal.status import RunStatus
 from portal.times import utcnow
 
 
@@ -57,7 +58,7 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     try:
         signing.check_form(spec)
     except signing.SignatureError as exc:
-        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        refusal = Invalid if exc.kind == "invalid" else Unauthenticated
         raise refusal(exc.code, exc.message) from None
     key = _trust(spec["public_key"], ctx, now)
     verified = _verify(spec, ctx.config.intake.legacy_signatures)
@@ -94,7 +95,7 @@ def _verify(spec: dict, allow_legacy: bool) -> signing.Verified:
     try:
         return signing.verify(spec, allow_legacy=allow_legacy)
     except signing.SignatureError as exc:
-        refusal = Invalid if exc.code == "malformed_signature" else Unauthenticated
+        refusal = Invalid if exc.kind == "invalid" else Unauthenticated
         raise refusal(exc.code, exc.message) from None
 
 
@@ -128,7 +129,7 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
         public_key=verified.public_key,
         signer_kid=kid,
         source=source,
-        status="queued",
+        status=RunStatus.QUEUED,
         models=[m.id for m in spec.models],
         regions=[r.id for r in spec.regions],
         questions=spec.questions,
@@ -152,7 +153,7 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
                 region_name=region.name,
                 provider=region.provider,
                 provider_model=model.provider_model,
-                status="queued",
+                status=RunStatus.QUEUED,
             )
             position += 1
             for question in spec.questions:
@@ -165,7 +166,7 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
                             language=question["language"],
                             question_version=question["version"],
                             run=run,
-                            status="queued",
+                            status=RunStatus.QUEUED,
                         )
                     )
             db.session.add(execution)

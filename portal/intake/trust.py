@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from portal.times import iso
+
 KEY_BYTES = 32
 STATUSES = ("active", "revoked")
 PORTAL_KID = "portal"
@@ -27,7 +29,7 @@ class TrustedKey:
 class TrustError(Exception):
     """A correctly signed JobSpec whose key may not submit."""
 
-    status = 403
+    kind = "forbidden"
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -156,4 +158,4 @@ def describe(keys: list[TrustedKey], portal_key: str | None) -> str:
 def _iso(moment: datetime | None) -> str:
     if moment is None:
         return "an unknown time"
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return iso(moment, "auto")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db import UTCDateTime, db
 from portal.judge.config import agrees
+from portal.status import RunStatus
 from portal.times import iso, utcnow
 
 
@@ -22,7 +23,7 @@ class Judgement(db.Model):
         ForeignKey("answers.id", ondelete="CASCADE"), unique=True
     )
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.QUEUED)
     label: Mapped[str | None] = mapped_column(String(16))
     reply: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
@@ -58,7 +59,7 @@ class JobSummary(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=RunStatus.QUEUED)
     text: Mapped[str | None] = mapped_column(Text)
     reply: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)

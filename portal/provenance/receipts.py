@@ -29,6 +29,7 @@ from portal.db import db
 from portal.models import FINISHED, Answer, Execution, Job
 from portal.provenance import merkle, tlog
 from portal.provenance.log_models import Receipt
+from portal.status import RunStatus
 from portal.times import iso, utcnow
 
 FORMAT = "beacon-receipt-v1"
@@ -59,7 +60,7 @@ def endpoint(config: BeaconConfig, region_id: str) -> str | None:
 
 def answer_entry(answer: Answer) -> dict:
     """Returns one answer of a receipt; `output_sha256` hashes the output as the API serves it."""
-    completed = answer.status == "completed" and answer.output is not None
+    completed = answer.status == RunStatus.COMPLETED and answer.output is not None
     return {
         "answer_id": answer.id,
         "question_index": answer.question_index,

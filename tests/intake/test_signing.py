@@ -8,6 +8,7 @@ from nacl.signing import VerifyKey
 
 from portal.intake import signing
 from portal.intake.signing import SignatureError
+from portal.web.errors import STATUS_OF_KIND
 from tests.support.apps import SHARED
 
 VECTORS = json.loads((SHARED / "signing-vectors.json").read_text(encoding="utf-8"))
@@ -72,7 +73,7 @@ def test_tampered_vector_refused(entry):
     with pytest.raises(SignatureError) as info:
         signing.verify(entry["signed_jobspec"])
     assert info.value.code == "invalid_signature"
-    assert info.value.status == 401
+    assert STATUS_OF_KIND[info.value.kind] == 401
 
 
 @pytest.mark.parametrize("name", sorted(COMPAT))
@@ -139,7 +140,7 @@ def test_invalid_signature_file_refused():
         signing.verify(spec)
     # Its signature "invalid-signature-base64" is not standard base64 at all.
     assert info.value.code == "malformed_signature"
-    assert info.value.status == 400
+    assert STATUS_OF_KIND[info.value.kind] == 400
 
 
 @pytest.mark.parametrize("name", [n for n, s in COMPAT.items() if s != "beacon-jcs-v1"])
@@ -170,7 +171,7 @@ def test_missing_signature(field, value):
     with pytest.raises(SignatureError) as info:
         signing.verify(spec)
     assert info.value.code == "missing_signature"
-    assert info.value.status == 401
+    assert STATUS_OF_KIND[info.value.kind] == 401
 
 
 @pytest.mark.parametrize(
@@ -191,7 +192,7 @@ def test_malformed_signature(field, value):
     with pytest.raises(SignatureError) as info:
         signing.verify(spec)
     assert info.value.code == "malformed_signature"
-    assert info.value.status == 400
+    assert STATUS_OF_KIND[info.value.kind] == 400
 
 
 def test_other_key_refused():

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from portal.intake.trust import TrustedKey, TrustError, check_trust, parse_trusted_keys
+from portal.web.errors import STATUS_OF_KIND
 
 KEY_A = base64.b64encode(bytes(range(32))).decode()
 KEY_B = base64.b64encode(bytes(range(1, 33))).decode()
@@ -108,7 +109,7 @@ def test_unlisted_key_refused():
     with pytest.raises(TrustError) as info:
         check_trust(KEY_B, parse_trusted_keys(KEY_A), PORTAL, NOW)
     assert info.value.code == "untrusted_key"
-    assert info.value.status == 403
+    assert STATUS_OF_KIND[info.value.kind] == 403
     assert KEY_B in info.value.message
 
 

@@ -11,13 +11,12 @@ from sqlalchemy.orm import selectinload
 from portal import compare, offload, settings
 from portal.compare import report
 from portal.db import db
-from portal.engine import jobs, region_health, wake
+from portal.engine import jobs, region_health
 from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
 from portal.intake import submit as intake
 from portal.judge import summary
 from portal.models import Execution, Job, answer_counts
-from portal.provenance import receipts
 from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
 from portal.web import paging, params
@@ -125,20 +124,14 @@ def get_summary(job_id: str):
 def cancel_job(job_id: str):
     """Cancels a job: queued work stops at once, in-flight calls end when they return."""
     require_admin()
-    job = jobs.cancel_job(find_job(job_id))
-    db.session.commit()
-    receipts.issue_for_job(job.id)
-    return jsonify(job=job_document(job))
+    return jsonify(job=job_document(jobs.cancel(job_id)))
 
 
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str):
     """Queues a finished job's failed answers again, with a new deadline."""
     require_admin()
-    job = find_job(job_id)
-    requeued = jobs.retry_job(job, settings.current().config)
-    db.session.commit()
-    wake.new_work()
+    job, requeued = jobs.retry(job_id, settings.current().config)
     return jsonify(job=job_document(job), requeued=requeued)
 
 

@@ -11,7 +11,7 @@ from portal.compare import framing
 from portal.compare import report as reports
 from portal.models import Job
 from portal.provenance.receipts import citation as receipt_citation
-from portal.times import utcnow
+from portal.times import iso, utcnow
 
 
 class CellNotFound(LookupError):
@@ -108,7 +108,7 @@ def cell_view(job: Job, model_id: str, index: int, baseline: str | None, url: st
 def citation(view: dict, url: str) -> dict:
     """Returns the citation block's facts and its copy-as-quotation text."""
     job, model, question = view["job"], view["model"], view["question"]
-    accessed = utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
+    accessed = iso(utcnow(), "seconds")
     lines = [
         f"“{question['prompt']}”",
         f"Answers of {model['name']} ({model['id']}) by region, Beacon job {job['id']}, "

@@ -20,13 +20,12 @@ from portal import settings
 from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.engine import jobs, wake
+from portal.engine import jobs
 from portal.engine.jobs import find_execution, find_job
 from portal.errors import DomainError, RateLimited
 from portal.intake import signing
 from portal.intake import submit as intake
 from portal.models import Job, answer_counts
-from portal.provenance import receipts
 from portal.status import JobStatus
 from portal.times import utcnow
 from portal.web import admin, paging, params
@@ -225,17 +224,14 @@ def retry_job(job_id: str):
 
 
 def _job_action(job_id: str, action: str):
-    job = find_job(job_id)
+    find_job(job_id, load_answers=False)
     if settings.current().admin_token is None:
         abort(403, "Cancel and retry need BEACON_ADMIN_TOKEN to be set on the server.")
     if action == "cancel":
-        jobs.cancel_job(job)
+        jobs.cancel(job_id)
     else:
-        jobs.retry_job(job, settings.current().config)
-    db.session.commit()
-    wake.new_work()
-    receipts.issue_for_job(job.id)  # a cancel ends executions: their receipts (SPEC section 9)
-    return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
+        jobs.retry(job_id, settings.current().config)
+    return htmx.redirect_to(url_for("pages.job_detail", job_id=job_id))
 
 
 @bp.get("/executions/<int:execution_id>")
