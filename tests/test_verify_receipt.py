@@ -1,7 +1,7 @@
-"""scripts/verify_receipt.py against a real portal (gunicorn, a dispatcher, loopback providers):
-it passes a genuine receipt with an older checkpoint, and fails on every tampering the issue
-names. The script runs in an isolated interpreter (`python -I`) from a folder outside the
-repository, so it cannot lean on the portal's code.
+"""scripts/verify_receipt.py against a real portal (gunicorn, an engine worker process,
+loopback providers): it passes a genuine receipt with an older checkpoint, and fails on every
+tampering the issue names. The script runs in an isolated interpreter (`python -I`) from a
+folder outside the repository, so it cannot lean on the portal's code.
 """
 
 from __future__ import annotations
@@ -92,28 +92,38 @@ class Database:
 
 @pytest.fixture
 def portal(tmp_path, database_url, signer):
+    """The web process without an engine, and the engine in a worker process of its own.
+
+    The test stops the worker before it tampers with the database: a dispatcher's catch-up
+    sweep re-issues the receipt of an ended execution that has none, and would otherwise undo
+    a deleted receipt row before the verifier looks (it did, now and then, on PostgreSQL).
+    """
     engine = Engine(tmp_path, database_url)
     providers = engine.three_providers()
     config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    keys = {
+        "BEACON_SIGNING_KEY": base64.b64encode(SEED).decode(),
+        "BEACON_LOG_ORIGIN": ORIGIN,
+    }
     env = {
         "DATABASE_URL": database_url,
         "BEACON_CONFIG": str(config),
-        "BEACON_SIGNING_KEY": base64.b64encode(SEED).decode(),
-        "BEACON_LOG_ORIGIN": ORIGIN,
         "BEACON_TRUSTED_KEYS": json.dumps([signer.trusted_entry()]),
-        "BEACON_DISPATCHER": "1",
+        "BEACON_DISPATCHER": "0",
+        **keys,
     }
     database = Database(database_url)
     try:
         with serving(env, tmp_path / "live") as server:
-            yield server, database
+            worker = engine.worker(config, **keys)
+            yield server, database, worker
     finally:
         database.engine.dispose()
         engine.close()
 
 
 def test_verifier_passes_genuine_and_fails_every_tampering(portal, tmp_path, signer):
-    server, database = portal
+    server, database, worker = portal
     url = server.url
     first = submit_and_wait(url, signer, spec_3x3(questions=["identity_basic", "math_basic"]))
     execution = first["executions"][0]["id"]
@@ -130,6 +140,9 @@ def test_verifier_passes_genuine_and_fails_every_tampering(portal, tmp_path, sig
     code, out = verify(tmp_path, *online, "--old-checkpoint", "old.json")
     assert code == 0, out
     assert "PASS consistency: the tree of 18 extends the old tree of 9" in out
+    # Nothing runs jobs or sweeps receipts from here on: what the verifier sees is what the
+    # tampering below left.
+    worker.stop()
 
     # The public key given is not the portal's.
     other = base64.b64encode(bytes(nacl.signing.SigningKey(bytes(32)).verify_key)).decode()
