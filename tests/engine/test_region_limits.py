@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from portal.models import Execution
 from portal.status import JOB_ENDED
 from tests.support.apps import spec_3x3
 from tests.support.live_server import ROOT, procfile, shell_env, start_web
+from tests.support.loopback import default_responder
 from tests.support.workers import (
     PROVIDER_MODEL,
     REGIONS,
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.live
 
 ENDED = tuple(JOB_ENDED)
 CAPS = {"us-east": 1, "eu-west": 2}
+# Pool slots per worker process (max_concurrency) in the two-worker test.
+POOL = 4
 
 
 def redis_url() -> str:
@@ -80,14 +84,40 @@ def lease_owners(app, region: str) -> set[str]:
     return owners
 
 
+def gated(gate: threading.Event, label: str):
+    """A responder that holds every call until `gate` is set, then answers as the loopback does."""
+    answer = default_responder(label)
+
+    def respond(model: str, prompt: str) -> str:
+        gate.wait(timeout=300)
+        return answer(model, prompt)
+
+    return respond
+
+
 def test_region_caps_hold_across_two_gunicorn_workers(engine, make_app, signer, database_url):
-    providers = engine.three_providers(latency_s=0.1)
+    """Two workers both try to claim a capped region while its cap is taken, by construction.
+
+    Every provider holds its calls until the test lets them go. The capped regions' jobs come
+    first and fill their caps; then uncapped work, held too, more than one worker's free pool
+    slots can take, so both workers must claim some of it. Letting that work end frees a pool
+    slot in each worker, and each then claims again while capped work is queued: the cap must
+    refuse both, whichever worker holds the capped calls. Nothing depends on which worker
+    claims first or how fast the machine is.
+    """
+    gates = {region: threading.Event() for region in REGIONS}
+    providers = {
+        region: engine.provider(region, 0.05, responder=gated(gates[region], region))
+        for region in REGIONS
+    }
     config = engine.config(
         {r: p.base_url_openai for r, p in providers.items()},
-        max_concurrency=4,
+        max_concurrency=POOL,
         region_caps=CAPS,
-        # The capped region asks its 45 questions one at a time: room for a loaded machine.
-        job_timeout_s=600,
+        # Calls are held for as long as the test needs: no timeout, retry or lost lease meanwhile.
+        call_timeout_s=300,
+        job_timeout_s=900,
+        lease_s=10,
     )
     app = make_app(create_tables=False, BEACON_CONFIG=str(config))
     env = clean_env(
@@ -109,12 +139,15 @@ def test_region_caps_hold_across_two_gunicorn_workers(engine, make_app, signer, 
     )
     assert release.returncode == 0, release.stdout + release.stderr
     web = start_web(env, engine.tmp_path / "web.log")
+    capped_regions = list(CAPS)
     try:
         url = web.wait_ready(timeout=60, interval=0.2)
         session = requests.Session()
-        job_ids = []
-        for i in range(5):
-            spec = spec_3x3(id=f"capped-{i}", questions=distinct_questions(i))
+
+        def post(job_id: str, regions: list[str], i: int) -> str:
+            spec = spec_3x3(
+                id=job_id, constraints={"regions": regions}, questions=distinct_questions(i)
+            )
             response = session.post(
                 f"{url}/api/v1/jobs",
                 data=signer.body(spec),
@@ -122,24 +155,77 @@ def test_region_caps_hold_across_two_gunicorn_workers(engine, make_app, signer, 
                 timeout=30,
             )
             assert response.status_code == 202, response.text
-            job_ids.append(response.json()["job"]["id"])
+            return job_id
 
-        def ended(job_id: str):
-            job = session.get(f"{url}/api/v1/jobs/{job_id}", timeout=30).json()["job"]
-            return job if job["status"] in ENDED and job["finished_at"] else None
+        def in_flight() -> dict[str, int]:
+            return {region: providers[region].in_flight for region in REGIONS}
 
-        jobs = [wait_until(lambda j=j: ended(j), 600, 0.5, f"job {j} to end") for j in job_ids]
+        # 1. Capped work: 9 executions per capped region, its calls held at the provider.
+        capped = [post(f"capped-{i}", capped_regions, i) for i in range(3)]
+        wait_until(
+            lambda: all(providers[r].in_flight >= cap for r, cap in CAPS.items()),
+            60,
+            0.1,
+            f"the capped regions to fill their caps {CAPS}",
+        )
+        # 2. Uncapped work, held too: 6 executions for the 2 x 4 - 3 = 5 free slots, at most 4
+        # of them in one worker, so each worker claims some.
+        uncapped = [post(f"uncapped-{i}", ["asia-pacific"], 10 + i) for i in range(2)]
+        wait_until(
+            lambda: (
+                sum(in_flight().values()) == 2 * POOL
+                and len(lease_owners(app, "asia-pacific") - {None}) == 2
+            ),
+            60,
+            0.1,
+            "both workers to fill their pools, each with some uncapped executions",
+        )
+        held = in_flight()
+        # 3. Uncapped work ends: each worker frees a slot and claims again, capped work queued.
+        gates["asia-pacific"].set()
+        wait_until(
+            lambda: all(ended(session, url, job_id) for job_id in uncapped),
+            120,
+            0.2,
+            "the uncapped jobs to end",
+        )
+        after_claims = in_flight()
+        queued_capped = sum(
+            e["status"] == "queued"
+            for job_id in capped
+            for e in ended(session, url, job_id, raw=True)["executions"]
+        )
+        # 4. Everything goes.
+        for gate in gates.values():
+            gate.set()
+        jobs = [
+            wait_until(lambda j=j: ended(session, url, j), 600, 0.5, f"job {j} to end")
+            for j in capped + uncapped
+        ]
     finally:
+        for gate in gates.values():
+            gate.set()
         web.stop(timeout=30)
         log = web.log()
-    assert_each_asked_once(jobs, providers)
-    assert sum(p.count() for p in providers.values()) == 5 * 27
     for region, cap in CAPS.items():
+        # While both workers had free slots and capped work waited, the caps held.
+        assert held[region] == cap and after_claims[region] == cap, (held, after_claims)
         assert providers[region].max_in_flight <= cap, (region, providers[region].max_in_flight)
+    assert held["asia-pacific"] == 2 * POOL - sum(CAPS.values()), (held, log)
+    # 18 capped executions, as many running as the caps allow, the rest left in the queue.
+    assert queued_capped == 18 - sum(CAPS.values()), queued_capped
+    assert_each_asked_once(jobs, providers)
+    assert sum(p.count() for p in providers.values()) == 3 * 2 * 9 + 2 * 9
     # Each worker's pool alone would allow the uncapped region more than the caps allow.
     assert providers["asia-pacific"].max_in_flight > max(CAPS.values())
-    # Both workers ran the capped region's executions: the cap held between them.
-    assert len(lease_owners(app, "us-east") | lease_owners(app, "eu-west")) == 2, log
+
+
+def ended(session, url: str, job_id: str, raw: bool = False):
+    """The job once it has ended (or, with `raw`, as it is now); None while it runs."""
+    job = session.get(f"{url}/api/v1/jobs/{job_id}", timeout=30).json()["job"]
+    if raw:
+        return job
+    return job if job["status"] in ENDED and job["finished_at"] else None
 
 
 def most_in_any_window(times: list[float], window_s: float) -> int:
