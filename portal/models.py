@@ -123,7 +123,7 @@ class Execution(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Indexed: the receipt sweep looks for recently ended executions (portal/receipts.py).
+    # Indexed: the receipt sweep looks for recently ended executions (provenance/receipts.py).
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
 

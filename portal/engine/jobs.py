@@ -99,7 +99,7 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     if job.status != status or job.finished_at is None:
         job.status = status
         job.finished_at = now or utcnow()
-        # The job ends with its judge work queued, in the same transaction (portal/judge.py).
+        # The job ends with its judge work queued, in the same transaction (portal/judge/labels.py).
         judge_queue.enqueue(job_id, settings.current().config.judge)
     return status
 

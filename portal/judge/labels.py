@@ -3,7 +3,7 @@
 When a job ends (`engine.jobs.refresh_status`), `judge_queue.enqueue` adds one queued judgement
 per completed answer not judged yet, in the same transaction, and a queued summary when
 `[judge] summary = true`. The dispatcher of every worker process (`portal/engine/pool.py`,
-through `portal/judge_dispatch.py`) then claims them with a lease, like
+through `portal/judge/dispatch.py`) then claims them with a lease, like
 executions, and runs each in its own pool, holding a slot of the judge region: judge calls share
 the pool, the region caps, the call timeout and the retries of answers. A judgement is not an
 answer: it never changes the job, its counts or its status, and a judge that fails leaves every

@@ -1,8 +1,8 @@
 """Queues the judge's work when a job ends: one judgement per completed answer, one summary.
 
 `engine.jobs.refresh_status` calls `enqueue` in the transaction that ends a job, so a job ends
-with its judge work queued or not at all; the dispatchers run it (`portal/judge.py`,
-`portal/summary.py`). Nothing here calls a provider.
+with its judge work queued or not at all; the dispatchers run it (`portal/judge/labels.py`,
+`portal/judge/summary.py`). Nothing here calls a provider.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ an inclusion path's sibling, a consistency path's subtree) starts at a multiple 
 smallest power of two not below its size, so its hash is the right fold of at most log2(n)
 stored nodes: a proof reads O(log n) nodes, whatever the size of the log.
 
-The functions here work on plain bytes and node keys; `portal/tlog.py` reads the nodes they
+The functions here work on plain bytes and node keys; `provenance/tlog.py` reads the nodes they
 name from the database in one query.
 """
 

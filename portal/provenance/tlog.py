@@ -4,7 +4,7 @@ One log per database. An append runs under one lock that every worker and instan
 (PostgreSQL: a transaction-scoped advisory lock; SQLite: the database write lock, taken by the
 first statement), reads the head, stores the new leaf and every perfect subtree it completes,
 and moves the head, all in the caller's transaction: one tree, never a fork. Proofs read only
-the O(log n) stored subtree hashes they need (portal/merkle.py), in one query.
+the O(log n) stored subtree hashes they need (portal/provenance/merkle.py), in one query.
 
 The checkpoint is a C2SP tlog-checkpoint in a C2SP signed note (SPEC section 9), signed on
 demand with the portal key: Ed25519 is deterministic, so a given size always has the same note.

@@ -1,7 +1,7 @@
 """C2SP signed-note, tlog-checkpoint, tlog-cosignature and a tlog-witness log client, written
 for the tests from the specifications alone (c2sp.org/signed-note, /tlog-checkpoint,
 /tlog-cosignature, /tlog-witness), apart from the portal's code and scripts/verify_receipt.py,
-as tests/rfc9162.py is for RFC 9162. Plain on purpose: read it next to the specifications.
+as tests/support/rfc9162.py is for RFC 9162. Plain on purpose: read it next to the specifications.
 
 - a note is text ending in a newline, a blank line, then signature lines
   `— <key name> base64(4-byte key ID || signature)`; the text ends at the last blank line;

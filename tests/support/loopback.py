@@ -51,7 +51,7 @@ def refusing_responder(pattern: str, label: str) -> Callable[[str, str], str]:
     return respond
 
 
-# A loopback acting as the judge model (portal/judge.py) finds what it is shown between the
+# A loopback acting as the judge model (portal/judge/labels.py) finds what it is shown between the
 # judge prompt's fences, and reads a refusal from these words.
 _JUDGED_ANSWER = re.compile(r"<<<ANSWER\n(.*?)\nANSWER>>>", re.S)
 _SUMMARY_ANSWERS = re.compile(r"<<<ANSWERS\n(.*?)\nANSWERS>>>", re.S)

@@ -1,4 +1,4 @@
-"""The provenance part of the OpenAPI document (SPEC section 9), merged by portal/openapi.py."""
+"""The provenance part of the OpenAPI document (SPEC section 9), merged by web/api/openapi.py."""
 
 from __future__ import annotations
 
