@@ -174,7 +174,8 @@ def _seed(key_file: Path | None) -> bytes:
 
 @beacon.command("worker")
 def worker_command():
-    """Runs the execution dispatcher in the foreground until interrupted or terminated."""
+    """Runs the execution dispatcher and the watcher (schedules, changes, webhooks) in the
+    foreground until interrupted or terminated."""
     import signal
 
     import gevent
@@ -183,6 +184,7 @@ def worker_command():
     from gevent import monkey
 
     from portal.engine import pool
+    from portal.watch import loop
 
     if not monkey.is_module_patched("socket"):
         raise click.ClickException(
@@ -191,6 +193,7 @@ def worker_command():
         )
     app = current_app._get_current_object()
     dispatcher = pool.Dispatcher(app).start()
+    watcher = loop.start_watcher(app)
     s = settings.current()
     click.echo(f"trusted keys: {trust.describe(s.trusted_keys, s.portal_public_key)}", err=True)
     click.echo(
@@ -206,6 +209,7 @@ def worker_command():
     # answers, the rest goes back to the queue. Keep the platform's kill delay longer.
     graceful = float(os.environ.get("BEACON_GRACEFUL_TIMEOUT", "20"))
     click.echo(f"worker {dispatcher.owner}: draining (up to {graceful:g} s)", err=True)
+    watcher.stop(timeout=1.0)
     dispatcher.stop(timeout=max(0.0, graceful - 3.0))
     click.echo(f"worker {dispatcher.owner}: stopped", err=True)
 
