@@ -91,7 +91,7 @@ def scan(job_id: str, owner: str) -> list:
     """Compares a claimed job's answers with the earlier ones and ends its scan; returns the
     changes it added. Commits."""
     row = db.session.get(ChangeScan, job_id, populate_existing=True)
-    job = db.session.get(Job, job_id)
+    job = db.session.scalar(select(Job).where(Job.id == job_id))
     if row is None or row.lease_owner != owner or job is None:
         db.session.rollback()
         return []
