@@ -115,7 +115,7 @@ def submit_slot(schedule: Schedule, now: datetime | None = None) -> str | None:
         db.session.rollback()
         return None
     try:
-        _submit(schedule, job_id, now, slot)
+        _submit(schedule, job_id, slot)
     except Conflict:
         # The job id is taken: another process stored this slot's job first.
         db.session.rollback()
@@ -134,15 +134,16 @@ def run_now(schedule: Schedule, now: datetime | None = None) -> Job:
     job_id = f"sched-{schedule.name}-{now.astimezone(UTC).strftime(SLOT_FORMAT)}-manual"
     db.session.add(ScheduleRun(schedule=schedule.name, slot_at=None, job_id=job_id, created_at=now))
     try:
-        return _submit(schedule, job_id, now, None)
+        return _submit(schedule, job_id, None)
     except DomainError:
         db.session.rollback()
         raise
 
 
-def _submit(schedule: Schedule, job_id: str, now: datetime, slot: datetime | None) -> Job:
+def _submit(schedule: Schedule, job_id: str, slot: datetime | None) -> Job:
     s = settings.current()
-    signed = signing.sign(job_spec(schedule, job_id, now, slot), s.signing_seed)
+    # Signed now, whatever time the slot was computed for: the timestamp says when it was signed.
+    signed = signing.sign(job_spec(schedule, job_id, utcnow(), slot), s.signing_seed)
     ctx = intake.IntakeContext(s.config, s.trusted_keys, s.portal_public_key)
     # submit_jobspec commits: the run row pending in this session commits with the job.
     job, _ = intake.submit_jobspec(json.dumps(signed), ctx, source="schedule")

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from portal.db import db
 from portal.watch import changes, scans
 from portal.watch.models import Change, ChangeScan
-from tests.support.watching import MODEL, OWNER, QUESTIONS, REFUSAL, Runs
+from tests.support.watching import MODEL, QUESTIONS, REFUSAL, Runs
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_job_and_question_pages_mark_the_changes(runs):
     runs.say["asia-pacific"] = lambda region, prompt: REFUSAL
     third = runs.run()
     html = runs.client.get(f"/jobs/{third}").get_data(as_text=True)
-    assert 'id="changes"' in html and f"changed since <a href=\"/jobs/{second}\">" in html
+    assert 'id="changes"' in html and f'changed since <a href="/jobs/{second}">' in html
     assert 'id="changes"' not in runs.client.get(f"/jobs/{second}").get_data(as_text=True)
     history = runs.client.get(f"/questions/{QUESTIONS[0]}").get_data(as_text=True)
     assert 'id="recorded-changes"' in history and "class changed since" in history

@@ -28,7 +28,7 @@ def test_a_judge_label_change_is_found_after_the_judge_has_labelled(tmp_path, ma
     verdict = {"label": "complete"}
     judge = LoopbackProvider(label="judge", responder=lambda m, p: verdict["label"]).start()
     toml = (
-        "[regions.judge-host]\nprovider = \"openai\"\n"
+        '[regions.judge-host]\nprovider = "openai"\n'
         f'base_url = "{judge.base_url_openai}"\n\n'
         '[judge]\nregion = "judge-host"\nmodel = "mistral-7b"\n'
     )
