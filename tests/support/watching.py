@@ -58,7 +58,7 @@ class Runs:
         self.count = 0
 
     def run(self, questions: list[str] | None = None, runs: int = 1) -> str:
-        """Submits the job again, runs it to its end in this process, compares it; returns its id."""
+        """Submits the job again, runs it to its end here, compares it; returns its id."""
         self.count += 1
         spec = spec_3x3(
             id=f"run-{self.count}",
