@@ -84,6 +84,7 @@ def test_two_workers_submit_each_slot_once_across_a_restart(engine, make_app, da
         BEACON_TRUSTED_KEYS=json.dumps([]),
         WEB_CONCURRENCY="2",
         BEACON_SEMANTIC="0",
+        BEACON_SCHEDULER="1",  # both workers submit, whatever this shell says
     )
     release = subprocess.run(
         ["bash", "-c", procfile()["release"]],
