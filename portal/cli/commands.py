@@ -196,6 +196,10 @@ def worker_command():
     watcher = loop.start_watcher(app)
     s = settings.current()
     click.echo(f"trusted keys: {trust.describe(s.trusted_keys, s.portal_public_key)}", err=True)
+    submission = "on" if watcher.schedules_on else "off (BEACON_SCHEDULER=0)"
+    click.echo(
+        f"watcher: {len(watcher.config.schedules)} schedule(s), submission {submission}", err=True
+    )
     click.echo(
         f"worker {dispatcher.owner}: pool {dispatcher.pool.size}, "
         f"lease {dispatcher.config.execution.lease_s:g} s; stop with Ctrl-C",

@@ -117,3 +117,21 @@ def test_two_workers_submit_each_slot_once_across_a_restart(engine, make_app, da
     assert rows[-1][0] - rows[0][0] >= timedelta(seconds=EVERY_S * (len(rows) - 1))
     assert "Traceback" not in logs and "IntegrityError" not in logs, logs
     assert providers["us-east"].count() >= len(jobs) - 2  # the jobs ran, too
+
+
+def test_the_worker_line_runs_schedules_unless_told_not_to(engine, make_app):
+    providers = engine.three_providers()
+    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    config.write_text(config.read_text("utf-8") + SCHEDULE, "utf-8")
+    app = make_app(BEACON_CONFIG=str(config))
+    quiet = engine.worker(config, BEACON_SCHEDULER="0", BEACON_SEMANTIC="0")
+    # Two whole slots with only a BEACON_SCHEDULER=0 process running: nothing is submitted.
+    wait_until(lambda: "submission off" in quiet.log(), 30, what="the watcher to start")
+    deadline = datetime.now(UTC) + timedelta(seconds=2 * EVERY_S + 1)
+    wait_until(lambda: datetime.now(UTC) > deadline, 3 * EVERY_S, what="two slots to pass")
+    assert slot_rows(app) == []
+    engine.worker(config, BEACON_SCHEDULER="1", BEACON_SEMANTIC="0")
+    wait_until(lambda: len(slot_rows(app)) >= 2, 4 * EVERY_S + 30, what="two slots submitted")
+    # The job ran on the workers, too.
+    first = slot_rows(app)[0][1]
+    wait_until(lambda: providers["us-east"].count() >= 1, 30, what=f"job {first} to run")
