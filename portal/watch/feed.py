@@ -44,8 +44,17 @@ def summary(change: dict) -> str:
     elif change["kind"] == "text":
         said = f"the text is {change['similarity']:.2f} similar ({change['measure']})."
     else:
-        said = f"served by {change['from_served']} → {change['to_served']}."
+        said = f"served by {served(change['from_served'])} → {served(change['to_served'])}."
     return since + said
+
+
+def served(said: dict | None) -> str:
+    """What a provider said about itself, in words: its model name and fingerprint."""
+    said = said or {}
+    fingerprint = said.get("system_fingerprint")
+    return f"{said.get('model') or 'an unnamed model'}" + (
+        f" (fingerprint {fingerprint})" if fingerprint else ""
+    )
 
 
 def atom(
