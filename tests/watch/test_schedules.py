@@ -149,3 +149,15 @@ def test_a_refused_slot_is_taken_with_its_reason_and_tried_once(make_app, config
     assert sum("refused" in r.getMessage() for r in caplog.records) == 1
     html = app.test_client().get("/schedules").get_data(as_text=True)
     assert "refused: untrusted_key" in html
+
+
+def test_run_now_on_the_page_is_for_a_signed_in_admin(make_app, config_path):
+    client = make_app(BEACON_CONFIG=str(config_path), BEACON_ADMIN_TOKEN="tok").test_client()
+    assert "Run now" not in client.get("/schedules").get_data(as_text=True)
+    refused = client.post("/schedules/pulse/run")
+    assert refused.status_code == 303 and "/login" in refused.headers["Location"]
+    assert client.post("/login", data={"token": "tok"}).status_code == 303
+    assert "Run now" in client.get("/schedules").get_data(as_text=True)
+    response = client.post("/schedules/pulse/run")
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/jobs/sched-pulse-")
