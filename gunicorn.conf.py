@@ -66,18 +66,23 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Logs the keys this worker trusts, starts its dispatcher once gevent has patched it and
-    the app has loaded, and a watcher that drains it as soon as the worker is told to stop."""
+    """Logs the keys this worker trusts, starts its dispatcher and its watcher (schedules,
+    changes, webhooks) once gevent has patched it and the app has loaded, and a greenlet that
+    drains the dispatcher as soon as the worker is told to stop."""
     import gevent
 
     from portal.engine import pool
     from portal.intake import trust
+    from portal.watch import loop
 
     beacon = worker.wsgi.extensions["beacon"]
     # Which keys may submit is read from this process's environment: say so where it starts.
     worker.log.info(
         "trusted keys: %s", trust.describe(beacon.trusted_keys, beacon.portal_public_key)
     )
+    # Schedules are submitted by every worker that runs a watcher (unless BEACON_SCHEDULER=0):
+    # a slot's unique row lets exactly one of them submit it.
+    worker.beacon_watcher = loop.start_watcher(worker.wsgi)
     dispatcher = pool.start_dispatcher(worker.wsgi)
     worker.beacon_dispatcher = dispatcher
     if dispatcher is None:
@@ -94,6 +99,9 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Lets the calls in flight finish within the graceful timeout, then hands back the rest."""
+    watcher = getattr(worker, "beacon_watcher", None)
+    if watcher is not None:
+        watcher.stop(timeout=1.0)
     dispatcher = getattr(worker, "beacon_dispatcher", None)
     if dispatcher is None:
         return

@@ -16,6 +16,13 @@ from pathlib import Path
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
 from portal.questions import Question, QuestionError, parse_question
 from portal.redact import safe_url
+from portal.watch.config import (
+    Schedule,
+    WatchConfigError,
+    WatchSettings,
+    parse_schedules,
+    parse_watch,
+)
 
 PROVIDER_KINDS = ("openai", "ollama", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -87,6 +94,9 @@ class BeaconConfig:
     models: dict[str, Model] = field(default_factory=dict)
     questions: dict[str, Question] = field(default_factory=dict)
     judge: JudgeSettings | None = None
+    # Watching over time (SPEC section 12): jobs the portal submits itself, and where changes go.
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    watch: WatchSettings = field(default_factory=WatchSettings)
 
     def find_region(self, name: str) -> Region | None:
         """Returns the region whose id or alias matches `name`, ignoring case."""
@@ -136,6 +146,7 @@ def load_config(path: str | Path | None = None, max_concurrency_env: str | None 
         # A file without a [questions] table uses the built-in bank.
         bank = _build(EMBEDDED, tomllib.loads(DEFAULT_CONFIG_PATH.read_text("utf-8"))).questions
         config = replace(config, questions=bank)
+    config = _watching(source, data, config)
     if max_concurrency_env is not None:
         value = _env_int("BEACON_MAX_CONCURRENCY", max_concurrency_env)
         config = replace(config, execution=replace(config.execution, max_concurrency=value))
@@ -152,7 +163,20 @@ def _env_int(name: str, raw: str) -> int:
     return value
 
 
-_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge"}
+_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge", "schedules", "watch"}
+
+
+def _watching(source: str, data: dict, config: BeaconConfig) -> BeaconConfig:
+    """Adds the schedules and the [watch] table, checked against the bank the config ended with."""
+    defaults = [m.id for m in config.default_models()]
+    try:
+        schedules = parse_schedules(
+            data.get("schedules", {}), config.regions, config.models, config.questions, defaults
+        )
+        watch = parse_watch(data.get("watch", {}), os.environ)
+    except WatchConfigError as exc:
+        raise ConfigError(source, exc.key, exc.problem) from None
+    return replace(config, schedules=schedules, watch=watch)
 
 
 def _build(source: str, data: dict) -> BeaconConfig:

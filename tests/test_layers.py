@@ -9,7 +9,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTAL = ROOT / "portal"
-WINGS = ("intake", "engine", "providers", "compare", "judge", "provenance", "web", "cli")
+WINGS = (
+    "intake",
+    "engine",
+    "providers",
+    "compare",
+    "judge",
+    "provenance",
+    "watch",
+    "web",
+    "cli",
+)
 # The wings each wing may import (besides the top-level modules every wing may use).
 MAY_IMPORT = {
     "providers": set(),
@@ -18,8 +28,10 @@ MAY_IMPORT = {
     "intake": {"engine"},  # engine.wake: a submission wakes this process's dispatcher
     "engine": {"providers", "compare", "provenance", "judge"},
     "judge": {"providers", "compare", "engine"},
-    "cli": {"intake", "engine", "providers", "compare", "judge", "provenance"},
-    "web": {"intake", "engine", "providers", "compare", "judge", "provenance"},
+    # A schedule's job is submitted through intake; changes read the comparison and the judge.
+    "watch": {"intake", "engine", "compare", "judge"},
+    "cli": {"intake", "engine", "providers", "compare", "judge", "provenance", "watch"},
+    "web": {"intake", "engine", "providers", "compare", "judge", "provenance", "watch"},
 }
 # Top-level modules that build or serve the Flask app itself, and why they may import flask.
 APP_PLUMBING = {
@@ -31,7 +43,8 @@ APP_PLUMBING = {
 # Top-level modules that read a wing's own start-up state, and which wings.
 TOP_MAY_IMPORT = {
     "settings.py": {"intake", "provenance"},  # trusted keys, the signing key, the log origin
-    "config.py": {"judge"},  # the [judge] table is parsed by the judge's own parser
+    # The [judge], [schedules] and [watch] tables are parsed by their wings' own parsers.
+    "config.py": {"judge", "watch"},
     "models.py": {"judge"},  # a judgement's JSON says whether it agrees with the rules
 }
 

@@ -33,6 +33,7 @@ from portal.intake.jobspec import unwrap
 from portal.models import answer_counts
 from portal.status import JobStatus, RunStatus
 from portal.times import iso, utcnow
+from portal.watch import loop
 
 beacon = AppGroup("beacon", help="Beacon portal commands.")
 # The demo waits this long past a job's deadline for the engine to record its end.
@@ -179,7 +180,8 @@ def _seed(key_file: Path | None) -> bytes:
 
 @beacon.command("worker")
 def worker_command():
-    """Runs the execution dispatcher in the foreground until interrupted or terminated."""
+    """Runs the execution dispatcher and the watcher (schedules, changes, webhooks) in the
+    foreground until interrupted or terminated."""
 
     if not monkey.is_module_patched("socket"):
         raise click.ClickException(
@@ -188,8 +190,13 @@ def worker_command():
         )
     app = current_app._get_current_object()
     dispatcher = pool.Dispatcher(app).start()
+    watcher = loop.start_watcher(app)
     s = settings.current()
     click.echo(f"trusted keys: {trust.describe(s.trusted_keys, s.portal_public_key)}", err=True)
+    submission = "on" if watcher.schedules_on else "off (BEACON_SCHEDULER=0)"
+    click.echo(
+        f"watcher: {len(watcher.config.schedules)} schedule(s), submission {submission}", err=True
+    )
     click.echo(
         f"worker {dispatcher.owner}: pool {dispatcher.pool.size}, "
         f"lease {dispatcher.config.execution.lease_s:g} s; stop with Ctrl-C",
@@ -203,6 +210,7 @@ def worker_command():
     # answers, the rest goes back to the queue. Keep the platform's kill delay longer.
     graceful = float(os.environ.get("BEACON_GRACEFUL_TIMEOUT", "20"))
     click.echo(f"worker {dispatcher.owner}: draining (up to {graceful:g} s)", err=True)
+    watcher.stop(timeout=1.0)
     dispatcher.stop(timeout=max(0.0, graceful - 3.0))
     click.echo(f"worker {dispatcher.owner}: stopped", err=True)
 

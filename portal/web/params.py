@@ -34,6 +34,12 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "api.get_inclusion_proof": ("index", "size"),
     "api.get_consistency_proof": ("old", "new"),
     "api.list_entries": ("start", "limit", "cursor"),
+    "api.list_schedules": (),
+    "api.list_changes": ("question_id", "model_id", "region", "language", "kind", "job_id")
+    + ("limit", "cursor"),
+    "pages.list_schedules": (),
+    "pages.changes_feed": ("question_id",),
+    "pages.list_webhooks": (),
 }
 
 

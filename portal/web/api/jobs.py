@@ -140,7 +140,10 @@ def require_admin() -> None:
     token = settings.current().admin_token
     if token is None:
         raise ApiError(
-            403, "admin_disabled", "cancel and retry are off: BEACON_ADMIN_TOKEN is not set"
+            403,
+            "admin_disabled",
+            "admin actions (cancel, retry, running a schedule) are off: BEACON_ADMIN_TOKEN is "
+            "not set",
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # Compared as bytes: compare_digest refuses str holding non-ASCII characters.

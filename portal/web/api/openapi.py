@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from portal.web.api import openapi_provenance as provenance_openapi
+from portal.web.api import openapi_watch as watch_openapi
 from portal.web.api.openapi_schemas import (
     BOOL,
     INT,
@@ -307,9 +308,9 @@ def document(version: str) -> dict:
             "description": "Submit signed JobSpecs and compare how one model answers "
             'across regions. Errors: {"error": {"code", "message"}}.',
         },
-        "paths": {**paths(), **provenance_openapi.PATHS},
+        "paths": {**paths(), **provenance_openapi.PATHS, **watch_openapi.PATHS},
         "components": {
-            "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS},
+            "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS, **watch_openapi.SCHEMAS},
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer", "description": "BEACON_ADMIN_TOKEN"}
             },
