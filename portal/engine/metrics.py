@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 
 from portal.db import db
 from portal.models import Answer, Execution, Job
+from portal.provenance import tlog, waiting
 from portal.status import JOB_STATUSES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -107,8 +108,22 @@ def database_families() -> list:
     )
     for status, model, region, count in rows:
         answers.add_metric([status, model, region], count)
+    families = [jobs, answers, *log_families()]
     db.session.commit()
-    return [jobs, answers]
+    return families
+
+
+def log_families() -> list:
+    """Reads the transparency log's size and its waiting receipts from the database."""
+    size, _ = tlog.head()
+    log_size = GaugeMetricFamily("beacon_log_size", "Entries in the transparency log.")
+    log_size.add_metric([], size)
+    waiting_now = GaugeMetricFamily(
+        "beacon_receipts_waiting",
+        "Ended executions whose receipt waits for the log to take appends again.",
+    )
+    waiting_now.add_metric([], waiting.summary()["waiting"])
+    return [log_size, waiting_now]
 
 
 def exposition() -> bytes:
