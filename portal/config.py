@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
+from portal.provenance.witness_config import WitnessConfigError, WitnessSettings, parse_witnesses
 from portal.questions import Question, QuestionError, parse_question
 from portal.redact import safe_url
 
@@ -87,6 +88,8 @@ class BeaconConfig:
     models: dict[str, Model] = field(default_factory=dict)
     questions: dict[str, Question] = field(default_factory=dict)
     judge: JudgeSettings | None = None
+    # The witnesses asked to cosign the log's checkpoints (SPEC section 9).
+    witnesses: tuple[WitnessSettings, ...] = ()
 
     def find_region(self, name: str) -> Region | None:
         """Returns the region whose id or alias matches `name`, ignoring case."""
@@ -152,7 +155,7 @@ def _env_int(name: str, raw: str) -> int:
     return value
 
 
-_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge"}
+_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge", "witnesses"}
 
 
 def _build(source: str, data: dict) -> BeaconConfig:
@@ -172,7 +175,11 @@ def _build(source: str, data: dict) -> BeaconConfig:
         judge = parse_judge(data["judge"], regions, models) if "judge" in data else None
     except JudgeConfigError as exc:
         raise ConfigError(source, exc.key, exc.problem) from None
-    return BeaconConfig(source, execution, intake, regions, models, questions, judge)
+    try:
+        witnesses = parse_witnesses(data.get("witnesses", []))
+    except WitnessConfigError as exc:
+        raise ConfigError(source, exc.key, exc.problem) from None
+    return BeaconConfig(source, execution, intake, regions, models, questions, judge, witnesses)
 
 
 class _Checker:

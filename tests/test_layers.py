@@ -31,7 +31,8 @@ APP_PLUMBING = {
 # Top-level modules that read a wing's own start-up state, and which wings.
 TOP_MAY_IMPORT = {
     "settings.py": {"intake", "provenance"},  # trusted keys, the signing key, the log origin
-    "config.py": {"judge"},  # the [judge] table is parsed by the judge's own parser
+    # The [judge] and [[witnesses]] tables are parsed by their wings' own parsers.
+    "config.py": {"judge", "provenance"},
     "models.py": {"judge"},  # a judgement's JSON says whether it agrees with the rules
 }
 

@@ -37,7 +37,7 @@ from portal.db import db
 from portal.engine import answer_writes, jobs, metrics
 from portal.engine.region_rate import RegionRates
 from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
-from portal.provenance import receipts, waiting
+from portal.provenance import cosigning, receipts, waiting
 from portal.times import utcnow
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,7 @@ def _finish(ctx: _Context) -> None:
     logs.execution_state(ctx.labels, ended)
     status = jobs.refresh_status(ctx.job_id)
     db.session.commit()
+    cosigning.log_grew()
     if status in JOB_ENDED:
         report.precompute(ctx.job_id)
 

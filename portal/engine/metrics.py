@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from portal.db import db
 from portal.models import Answer, Execution, Job
-from portal.provenance import tlog, waiting
+from portal.provenance import cosigning, tlog, waiting
 from portal.status import JOB_STATUSES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -114,7 +114,8 @@ def database_families() -> list:
 
 
 def log_families() -> list:
-    """Reads the transparency log's size and its waiting receipts from the database."""
+    """Reads the transparency log's size, its waiting receipts and each witness's cosigned
+    size from the database (SPEC section 9)."""
     size, _ = tlog.head()
     log_size = GaugeMetricFamily("beacon_log_size", "Entries in the transparency log.")
     log_size.add_metric([], size)
@@ -123,7 +124,14 @@ def log_families() -> list:
         "Ended executions whose receipt waits for the log to take appends again.",
     )
     waiting_now.add_metric([], waiting.summary()["waiting"])
-    return [log_size, waiting_now]
+    cosigned = GaugeMetricFamily(
+        "beacon_witness_cosigned_size",
+        "The largest tree size each witness cosigned for this log.",
+        labels=["witness"],
+    )
+    for row in cosigning.witness_rows():
+        cosigned.add_metric([row.name], row.cosigned_size)
+    return [log_size, waiting_now, cosigned]
 
 
 def exposition() -> bytes:
