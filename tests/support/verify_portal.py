@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nacl.signing
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select, text, update
 
 from portal.models import Execution
@@ -60,6 +61,26 @@ def wait_for_size(url: str, size: int, timeout: float = 60) -> dict:
         return doc if doc["size"] == size else None
 
     return wait_until(grown, timeout, interval=0.2, what=f"the log to hold {size} entries")
+
+
+def wait_for_cosigned(url: str, size: int, names: set[str], timeout: float = 60) -> dict:
+    """Returns `?cosigned=1`'s checkpoint once it is of `size` and cosigned by all of `names`."""
+
+    def cosigned():
+        doc = requests.get(f"{url}/api/v1/log/checkpoint?cosigned=1", timeout=10).json()
+        return doc if doc["size"] == size and names <= set(doc["witnessed"]) else None
+
+    return wait_until(cosigned, timeout, interval=0.2, what=f"{sorted(names)} to cosign {size}")
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Returns one sample of the portal's /metrics (0 when it is not there)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def submit_and_wait(url: str, signer, spec: dict) -> dict:
@@ -140,11 +161,13 @@ class Database:
 
 
 @contextlib.contextmanager
-def running_portal(tmp_path: Path, database_url: str, signer):
-    """Runs the portal with a dispatcher and loopback providers; yields (server, database)."""
+def running_portal(tmp_path: Path, database_url: str, signer, witnesses=None):
+    """Runs the portal with a dispatcher and loopback providers, asking `witnesses`
+    ([(url, cosignature vkey text)]) to cosign; yields (server, database)."""
     engine = Engine(tmp_path, database_url)
     providers = engine.three_providers()
-    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    base_urls = {r: p.base_url_openai for r, p in providers.items()}
+    config = engine.config(base_urls, witnesses=witnesses)
     env = {
         "DATABASE_URL": database_url,
         "BEACON_CONFIG": str(config),
