@@ -93,6 +93,11 @@ def cosign(witness: WitnessSettings, owner: str, session: requests.Session) -> s
     db.session.commit()
     if not claimed:
         return "another process is asking it"
+    # Read again under the lease: the process that held it before may have moved it.
+    state = db.session.get(WitnessState, witness.name, populate_existing=True)
+    if (state.cosigned_size, state.cosigned_root) == (size, root):
+        _release(witness.name)
+        return f"up to date at {size}"
     old = state.cosigned_size if state.cosigned_size <= size else 0
     note = tlog.note(s.log_origin, size, root, s.signing_seed)
     try:
