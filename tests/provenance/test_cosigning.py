@@ -202,3 +202,73 @@ def test_a_rolled_back_or_forked_log_is_refused_and_counted_while_jobs_complete(
         db.session.commit()
     metrics = setup.client.get("/metrics").get_data(as_text=True)
     assert f'beacon_witness_failures_total{{witness="{OURS}"}}' in metrics
+
+
+def test_refusing_or_unreachable_witnesses_are_counted_and_never_hold_appends(
+    tmp_path, database_url, make_app, signer
+):
+    engine = Engine(tmp_path, database_url)
+    stranger = Witness("witness.test/stranger", {"beacon.test/other": [LOG_KEY]})  # 404
+    distrustful = Witness(  # trusts another key for the origin: 403
+        "witness.test/distrustful", {ORIGIN: [Vkey(ORIGIN, ED25519, bytes(32))]}
+    )
+    liar_key = Vkey.parse(notes.witness_vkey("witness.test/liar", os.urandom(32)).text())
+
+    def liar(environ, start_response):  # 200 with a line that is no valid cosignature
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"\u2014 witness.test/liar {notes.b64(liar_key.id + bytes(72))}\n".encode()]
+
+    def broken(environ, start_response):
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"down for maintenance\n"]
+
+    broken_key = Vkey.parse(notes.witness_vkey("witness.test/broken", os.urandom(32)).text())
+    gone_key = Vkey.parse(notes.witness_vkey("witness.test/gone", os.urandom(32)).text())
+    try:
+        with (
+            serving(stranger) as one,
+            serving(distrustful) as two,
+            serving_wsgi(liar) as three,
+            serving_wsgi(broken) as four,
+        ):
+            providers = engine.three_providers()
+            witnesses = [
+                (one, stranger.vkey.text()),
+                (two, distrustful.vkey.text()),
+                (three, liar_key.text()),
+                (four, broken_key.text()),
+                ("http://127.0.0.1:9", gone_key.text()),  # nothing listens there
+            ]
+            config = engine.config(
+                {r: p.base_url_openai for r, p in providers.items()}, witnesses=witnesses
+            )
+            app = make_app(
+                BEACON_CONFIG=str(config),
+                BEACON_SIGNING_KEY=base64.b64encode(SEED).decode(),
+                BEACON_LOG_ORIGIN=ORIGIN,
+            )
+            client = app.test_client()
+            job_id = submit(client, signer, spec_3x3(questions=["identity_basic"]))
+            run_inline(app)
+            assert client.get(f"/api/v1/jobs/{job_id}").json["job"]["status"] == "completed"
+            before = {vkey.split("+")[0]: failures(vkey.split("+")[0]) for _, vkey in witnesses}
+            answers = cosigning.Cosigner(app, "test-process").round()
+            assert answers["witness.test/stranger"].startswith("refused: 404")
+            assert answers["witness.test/distrustful"].startswith("refused: 403")
+            assert answers["witness.test/liar"] == (
+                "refused: 200 without a valid cosignature by the witness's key"
+            )
+            assert answers["witness.test/broken"].startswith("refused: 503")
+            assert answers["witness.test/gone"].startswith("refused: no answer from")
+            for name, count in before.items():
+                assert failures(name) == count + 1, name
+            # Paused after a refusal, and the log goes on growing meanwhile.
+            assert set(cosigning.Cosigner(app, "test-process").round().values()) == {
+                "waiting to retry"
+            }
+            submit(client, signer, spec_3x3(questions=["math_basic"]))
+            run_inline(app)
+            doc = client.get("/api/v1/log/checkpoint?cosigned=1").json
+            assert doc["size"] == 18 and doc["witnessed"] == {}
+    finally:
+        engine.close()
