@@ -131,12 +131,15 @@ def wsgi_app(the_witness: Witness):
         if method != "POST":
             return _answer(start_response, 405, "POST only\n", [("Allow", "POST")])
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             return _answer(start_response, 400, "bad Content-Length\n")
         if length > MAX_BODY:
             return _answer(start_response, 413, "too large\n")
-        body = environ["wsgi.input"].read(length)
+        # Without a length (a chunked body), read one byte past the limit to see it exceeded.
+        body = environ["wsgi.input"].read(length if length >= 0 else MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return _answer(start_response, 413, "too large\n")
         try:
             return _answer(start_response, 200, the_witness.add_checkpoint(body))
         except Refusal as refusal:

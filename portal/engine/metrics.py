@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from portal import settings
 from portal.db import db
 from portal.models import Answer, Execution, Job
 from portal.provenance import cosigning, tlog, waiting
@@ -129,8 +130,10 @@ def log_families() -> list:
         "The largest tree size each witness cosigned for this log.",
         labels=["witness"],
     )
+    configured = {w.name for w in settings.current().config.witnesses}
     for row in cosigning.witness_rows():
-        cosigned.add_metric([row.name], row.cosigned_size)
+        if row.name in configured:  # a witness taken out of the configuration is not watched
+            cosigned.add_metric([row.name], row.cosigned_size)
     return [log_size, waiting_now, cosigned]
 
 
