@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
+from portal.provenance.witness_config import WitnessConfigError, WitnessSettings, parse_witnesses
 from portal.questions import Question, QuestionError, parse_question
 from portal.redact import safe_url
 from portal.watch.config import (
@@ -97,6 +98,8 @@ class BeaconConfig:
     # Watching over time (SPEC section 12): jobs the portal submits itself, and where changes go.
     schedules: dict[str, Schedule] = field(default_factory=dict)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    # The witnesses asked to cosign the log's checkpoints (SPEC section 9).
+    witnesses: tuple[WitnessSettings, ...] = ()
 
     def find_region(self, name: str) -> Region | None:
         """Returns the region whose id or alias matches `name`, ignoring case."""
@@ -163,7 +166,17 @@ def _env_int(name: str, raw: str) -> int:
     return value
 
 
-_TOP_KEYS = {"execution", "intake", "regions", "models", "questions", "judge", "schedules", "watch"}
+_TOP_KEYS = {
+    "execution",
+    "intake",
+    "regions",
+    "models",
+    "questions",
+    "judge",
+    "schedules",
+    "watch",
+    "witnesses",
+}
 
 
 def _watching(source: str, data: dict, config: BeaconConfig) -> BeaconConfig:
@@ -196,7 +209,13 @@ def _build(source: str, data: dict) -> BeaconConfig:
         judge = parse_judge(data["judge"], regions, models) if "judge" in data else None
     except JudgeConfigError as exc:
         raise ConfigError(source, exc.key, exc.problem) from None
-    return BeaconConfig(source, execution, intake, regions, models, questions, judge)
+    try:
+        witnesses = parse_witnesses(data.get("witnesses", []))
+    except WitnessConfigError as exc:
+        raise ConfigError(source, exc.key, exc.problem) from None
+    return BeaconConfig(
+        source, execution, intake, regions, models, questions, judge, witnesses=witnesses
+    )
 
 
 class _Checker:

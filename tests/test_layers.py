@@ -43,8 +43,9 @@ APP_PLUMBING = {
 # Top-level modules that read a wing's own start-up state, and which wings.
 TOP_MAY_IMPORT = {
     "settings.py": {"intake", "provenance"},  # trusted keys, the signing key, the log origin
-    # The [judge], [schedules] and [watch] tables are parsed by their wings' own parsers.
-    "config.py": {"judge", "watch"},
+    # The [judge], [schedules], [watch] and [[witnesses]] tables are parsed by their wings' own
+    # parsers.
+    "config.py": {"judge", "watch", "provenance"},
     "models.py": {"judge"},  # a judgement's JSON says whether it agrees with the rules
 }
 

@@ -23,6 +23,7 @@ from portal import settings
 from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
 from portal.cli.recompare import recompare_command
+from portal.cli.witness import witness as witness_group
 from portal.db import db
 from portal.engine import pool
 from portal.engine.jobs import load_job
@@ -47,6 +48,7 @@ def register(app: Flask) -> None:
     beacon.add_command(backfill_receipts_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
+    beacon.add_command(witness_group)
     app.cli.add_command(beacon)
 
 

@@ -37,7 +37,7 @@ from portal.db import db
 from portal.engine import answer_writes, jobs, metrics
 from portal.engine.region_rate import RegionRates
 from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
-from portal.provenance import receipts
+from portal.provenance import cosigning, receipts, waiting
 from portal.status import RunStatus
 from portal.times import utcnow
 
@@ -341,9 +341,30 @@ def classify(answer: Answer) -> str:
 
 
 def _finish(ctx: _Context) -> None:
+    try:
+        ended = _end_execution(ctx, with_receipt=True)
+    except receipts.AppendFailed as exc:
+        # The log refused the receipt (SPEC 9, "Failure to append"): the execution ends all the
+        # same, and its receipt waits for the dispatchers' sweep.
+        db.session.rollback()
+        waiting.failed(ctx.execution_id, str(exc))
+        ended = _end_execution(ctx, with_receipt=False, append_error=str(exc))
+    if ended is None:
+        return
+    logs.execution_state(ctx.labels, ended)
+    status = jobs.refresh_status(ctx.job_id)
+    db.session.commit()
+    cosigning.log_grew()
+    if status in JOB_ENDED:
+        report.precompute(ctx.job_id)
+
+
+def _end_execution(ctx: _Context, with_receipt: bool, append_error: str = "") -> str | None:
+    """Ends the execution from its answers and commits, with its receipt or with a note that
+    the receipt waits; returns its end status (None when the lease was lost)."""
     if not ctx.own():
         db.session.rollback()
-        return
+        return None
     execution = db.session.get(Execution, ctx.execution_id, populate_existing=True)
     answers = db.session.scalars(
         select(Answer)
@@ -364,14 +385,13 @@ def _finish(ctx: _Context) -> None:
     execution.finished_at = utcnow()
     # lease_owner stays as the record of which worker finished it; the lease itself ends.
     execution.lease_expires_at = None
-    # The receipt commits with the end itself: an ended execution always has one (SPEC 9).
-    receipts.record_end(ctx.execution_id)
+    # The receipt commits with the end itself (SPEC 9), or the end commits with its wait.
+    if with_receipt:
+        receipts.record_end(ctx.execution_id)
+    else:
+        waiting.hold(ctx.execution_id, append_error)
     db.session.commit()
-    logs.execution_state(ctx.labels, execution.status)
-    status = jobs.refresh_status(ctx.job_id)
-    db.session.commit()
-    if status in JOB_ENDED:
-        report.precompute(ctx.job_id)
+    return execution.status
 
 
 def _ms(delta: timedelta) -> int:

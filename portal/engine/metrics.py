@@ -29,8 +29,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from portal import settings
 from portal.db import db
 from portal.models import Answer, Execution, Job
+from portal.provenance import cosigning, tlog, waiting
 from portal.status import JOB_STATUSES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -107,8 +109,32 @@ def database_families() -> list:
     )
     for status, model, region, count in rows:
         answers.add_metric([status, model, region], count)
+    families = [jobs, answers, *log_families()]
     db.session.commit()
-    return [jobs, answers]
+    return families
+
+
+def log_families() -> list:
+    """Reads the transparency log's size, its waiting receipts and each witness's cosigned
+    size from the database (SPEC section 9)."""
+    size, _ = tlog.head()
+    log_size = GaugeMetricFamily("beacon_log_size", "Entries in the transparency log.")
+    log_size.add_metric([], size)
+    waiting_now = GaugeMetricFamily(
+        "beacon_receipts_waiting",
+        "Ended executions whose receipt waits for the log to take appends again.",
+    )
+    waiting_now.add_metric([], waiting.summary()["waiting"])
+    cosigned = GaugeMetricFamily(
+        "beacon_witness_cosigned_size",
+        "The largest tree size each witness cosigned for this log.",
+        labels=["witness"],
+    )
+    configured = {w.name for w in settings.current().config.witnesses}
+    for row in cosigning.witness_rows():
+        if row.name in configured:  # a witness taken out of the configuration is not watched
+            cosigned.add_metric([row.name], row.cosigned_size)
+    return [log_size, waiting_now, cosigned]
 
 
 def exposition() -> bytes:

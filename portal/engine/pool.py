@@ -40,7 +40,7 @@ from portal.engine.execution import renew, run_execution
 from portal.engine.region_rate import RegionRates
 from portal.judge import dispatch as judge_dispatch
 from portal.models import Execution, claimable
-from portal.provenance import receipts
+from portal.provenance import cosigning, receipts
 from portal.status import RunStatus
 from portal.times import utcnow
 
@@ -201,6 +201,10 @@ class Dispatcher:
     def start(self) -> Dispatcher:
         """Starts the claim loop and the lease heartbeat as greenlets."""
         self._greenlets = [gevent.spawn(self.run), gevent.spawn(self._heartbeat)]
+        # Witnesses are asked off the append path, by a greenlet of this process (SPEC 9).
+        cosigner = cosigning.start(self.app, self.owner)
+        if cosigner is not None:
+            self._greenlets.append(cosigner)
         log.info("dispatcher %s started, pool %d", self.owner, self.pool.size)
         return self
 
@@ -272,7 +276,8 @@ class Dispatcher:
             jobs.end_overdue()
             jobs.settle_orphans()
             db.session.commit()
-            receipts.issue_recent()
+            if receipts.issue_recent():
+                cosigning.log_grew()
         started = 0
         waiting = waiting_by_region()
         db.session.commit()

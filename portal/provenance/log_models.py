@@ -1,4 +1,5 @@
-"""The provenance tables: signed receipts, the Merkle log's stored subtree hashes, its head."""
+"""The provenance tables: signed receipts, the Merkle log's stored subtree hashes, its head,
+and the receipts waiting for the log to take appends again."""
 
 from __future__ import annotations
 
@@ -71,3 +72,22 @@ class LogHead(db.Model):
     size: Mapped[int] = mapped_column(Integer)
     root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReceiptWait(db.Model):
+    """An ended execution whose receipt the log could not take: the sweep appends it later.
+
+    Written in the transaction that ends the execution when the append failed (or after a
+    failed `issue`), and deleted in the transaction that appends the receipt. Its rows are what
+    `/ready` and `beacon_receipts_waiting` report (portal/provenance/waiting.py).
+    """
+
+    __tablename__ = "receipt_waits"
+
+    execution_id: Mapped[int] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

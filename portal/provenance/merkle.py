@@ -152,6 +152,40 @@ def consistency_proof(
     return [range_hash(start, n, hashes) for start, n in ranges]
 
 
+def verify_consistency(
+    old: int, new: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> bool:
+    """Says whether `proof` shows the tree of `new` leaves extends the one of `old` (RFC 9162
+    section 2.1.4.2). From 0 (any tree extends the empty one) and between equal sizes the proof
+    is empty, and equal sizes need equal roots."""
+    if not 0 <= old <= new:
+        return False
+    if old == 0:
+        return not proof
+    if old == new:
+        return not proof and old_root == new_root
+    if not proof:
+        return False
+    path = list(proof)
+    if old & (old - 1) == 0:  # a power of two: the old tree is itself the proof's first node
+        path.insert(0, old_root)
+    fn, sn = old - 1, new - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for node in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(node, fr), node_hash(node, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, node)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == old_root and sr == new_root
+
+
 class MemoryTree:
     """The same stored-node structure in a dict: for tests, benchmarks and rebuilding a log."""
 

@@ -7,6 +7,11 @@ has its receipt. `issue` does the same in a transaction of its own, for ends the
 not make (cancel, the deadline sweep) and for the backfill. Both are idempotent: one receipt
 per end (a retried execution ends again and gets the next `seq`), and the unique
 (execution_id, seq) pair settles any race the lock did not.
+
+An append the log refuses (a unique constraint after a rollback of the head, a missing stored
+node) raises `AppendFailed` from `record`; the engine then ends the execution without its
+receipt, which waits (portal/provenance/waiting.py) for the sweep, `issue_recent`, to append
+it once the log takes appends again (SPEC section 9, "Failure to append").
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ from urllib.parse import urlsplit
 import nacl.signing
 import rfc8785
 from sqlalchemy import and_, exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal import settings
 from portal.config import BeaconConfig
 from portal.db import db
 from portal.models import FINISHED, Answer, Execution, Job
-from portal.provenance import merkle, tlog
+from portal.provenance import merkle, tlog, waiting
 from portal.provenance.log_models import Receipt
 from portal.status import RunStatus
 from portal.times import iso, utcnow
@@ -38,6 +43,10 @@ FORMAT = "beacon-receipt-v1"
 RECENT_S = 3600
 SWEEP_LIMIT = 100
 log = logging.getLogger(__name__)
+
+
+class AppendFailed(Exception):
+    """The log did not take a receipt (the caller's transaction must be rolled back)."""
 
 
 def sha256_text(value: str | None) -> str | None:
@@ -114,12 +123,20 @@ def record(
     execution has not ended. The caller commits (or rolls back) the receipt with its own work.
     """
     db.session.flush()
+    try:
+        return _append(execution_id, config, origin, seed, late)
+    except (SQLAlchemyError, LookupError) as exc:
+        raise AppendFailed(f"{type(exc).__name__}: {str(exc).splitlines()[0][:500]}") from exc
+
+
+def _append(execution_id: int, config, origin: str, seed: bytes, late: bool) -> Receipt | None:
     tlog.lock()
     execution = db.session.get(Execution, execution_id)
     if execution is None or execution.status not in FINISHED or not execution.finished_at:
         return None
     latest = latest_receipt(execution_id)
     if latest is not None and latest.ended_at == execution.finished_at:
+        waiting.release(execution_id)
         return latest
     answers = db.session.scalars(
         select(Answer)
@@ -140,22 +157,40 @@ def record(
         late=late,
     )
     db.session.add(receipt)
+    waiting.release(execution_id)
+    # Flushed here, so a unique log_index the log already holds fails inside `record`.
+    db.session.flush()
     return receipt
 
 
 def issue(
     execution_id: int, config: BeaconConfig, origin: str, seed: bytes, *, late: bool = False
 ) -> Receipt | None:
-    """Issues, in a transaction of its own, the receipt of an ended execution once per end."""
+    """Issues, in a transaction of its own, the receipt of an ended execution once per end.
+
+    When the log refuses it, the receipt waits for the sweep and this returns None."""
+    try:
+        return _issue(execution_id, config, origin, seed, late)
+    except AppendFailed:
+        return None
+
+
+def _issue(execution_id: int, config, origin: str, seed: bytes, late: bool) -> Receipt | None:
     # Committed first: on SQLite the log's lock must be the new transaction's first statement.
     db.session.commit()
     try:
         receipt = record(execution_id, config, origin, seed, late=late)
         db.session.commit()
-    except IntegrityError:
-        # Another worker issued it between our reads; theirs stands.
+    except AppendFailed as exc:
         db.session.rollback()
-        return latest_receipt(execution_id)
+        latest = latest_receipt(execution_id)
+        execution = db.session.get(Execution, execution_id)
+        if latest is not None and execution and latest.ended_at == execution.finished_at:
+            return latest  # another worker issued it between our reads; theirs stands
+        waiting.failed(execution_id, str(exc))
+        waiting.hold(execution_id, str(exc))
+        db.session.commit()
+        raise
     return receipt
 
 
@@ -217,14 +252,19 @@ def missing(
 
 
 def issue_missing(config, origin, seed, *, late=False, window_s=None, limit=None) -> int:
-    """Issues every missing receipt (within the last `window_s` seconds); returns how many."""
+    """Issues the waiting receipts, then every missing one (within the last `window_s`
+    seconds); returns how many. Stops at the first append the log refuses: the next sweep
+    tries again."""
     since = utcnow() - timedelta(seconds=window_s) if window_s is not None else None
-    ids = missing(since, limit)
+    ids = list(dict.fromkeys(waiting.waiting_ids(limit) + missing(since, limit)))
     db.session.commit()
     issued = 0
     for execution_id in ids:
         before = latest_receipt(execution_id)
-        receipt = issue(execution_id, config, origin, seed, late=late)
+        try:
+            receipt = _issue(execution_id, config, origin, seed, late)
+        except AppendFailed:
+            break
         if receipt is not None and (before is None or receipt.id != before.id):
             issued += 1
     return issued

@@ -147,9 +147,10 @@ def note(origin: str, size: int, root_hash: bytes, seed: bytes) -> str:
     return f"{body}\n\u2014 {origin} {stamp}\n"
 
 
-def checkpoint(origin: str, seed: bytes) -> dict:
-    """Returns the current checkpoint as the API serves it."""
-    size, root_hash = head()
+def checkpoint(origin: str, seed: bytes, tree: tuple[int, bytes] | None = None) -> dict:
+    """Returns the checkpoint of `tree` (size, root), the current one by default, as the API
+    serves it."""
+    size, root_hash = tree or head()
     key = nacl.signing.SigningKey(seed)
     return {
         "origin": origin,

@@ -12,6 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.db import db
 from portal.engine import metrics
+from portal.provenance import waiting
+from portal.times import iso
 
 bp = Blueprint("ops", __name__)
 
@@ -57,11 +59,36 @@ def get_ready():
                 + ", ".join(pending)
                 + " (run the release step: flask --app wsgi db upgrade)"
             )
+    if checks["database"] == "ok":
+        log_check, log_problem = transparency_log()
+        checks["log"] = log_check
+        if log_problem:
+            problems.append(log_problem)
     if problems:
         message = "; ".join(problems)
         body = {"status": "not ready", **checks, "error": {"code": "not_ready", "message": message}}
         return jsonify(body), 503
     return jsonify(status="ready", **checks)
+
+
+def transparency_log() -> tuple[str, str | None]:
+    """Says whether receipts wait for the log (SPEC 9): the check's value and any problem."""
+    try:
+        found = waiting.summary()
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()  # e.g. migrations pending: that problem is named already
+        return "unknown", None
+    if not found["overdue"]:
+        return ("ok" if not found["waiting"] else f"{found['waiting']} receipt(s) waiting"), None
+    oldest = iso(found["oldest"], "seconds")
+    check = f"{found['waiting']} receipt(s) waiting, the oldest since {oldest}"
+    problem = (
+        f"the transparency log takes no appends: {found['overdue']} receipt(s) have waited over "
+        f"{waiting.READY_AFTER_S} s (the oldest since {oldest}); the sweep appends them once it "
+        "does (see beacon_log_append_failures_total and the server log)"
+    )
+    return check, problem
 
 
 def pending_migrations() -> list[str]:

@@ -31,6 +31,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "pages.cell_detail": ("baseline",),
     "pages.question_history": ("model_id", "region", "limit", "cursor"),
     "api.question_history_api": ("model_id", "region", "limit", "cursor"),
+    "api.get_checkpoint": ("cosigned",),
     "api.get_inclusion_proof": ("index", "size"),
     "api.get_consistency_proof": ("old", "new"),
     "api.list_entries": ("start", "limit", "cursor"),

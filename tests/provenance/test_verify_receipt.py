@@ -17,8 +17,10 @@ import pytest
 import requests
 
 from tests.support.apps import spec_3x3
+from tests.support.live_server import wait_until
 from tests.support.verify_portal import (
     ORIGIN,
+    metric,
     running_portal,
     submit_and_wait,
     verify,
@@ -204,3 +206,35 @@ def test_audit_catches_a_rollback_against_its_saved_state(portal, tmp_path, sign
     assert code != 0 and failed == [
         "FAIL consistency: the tree of 18 has a different root from the old tree of the same size"
     ], out
+
+    # Issue 24's rollback: the newest entries deleted and the head moved back to 9, the stored
+    # nodes left, so every append meets the log's unique constraint. A new job still ends, its
+    # receipts wait, /ready names the log once they waited over a minute (its ends are moved
+    # two minutes back rather than waited for), /metrics counts, and the audit fails.
+    database.shift_ends(second["id"], -timedelta(hours=2))
+    database.roll_back_head(9)
+    third = submit_and_wait(url, signer, spec_3x3(questions=["geography_basic"]))
+    assert third["status"] == "completed", third
+    execution = third["executions"][0]["id"]
+    assert (
+        requests.get(f"{url}/api/v1/executions/{execution}/receipt", timeout=10).status_code == 404
+    )
+    database.shift_ends(third["id"], -timedelta(minutes=2))
+    ready = requests.get(f"{url}/ready", timeout=10)
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["log"].startswith("9 receipt(s) waiting, the oldest since "), ready.text
+    assert "the transparency log takes no appends" in ready.json()["error"]["message"]
+    assert metric(url, "beacon_log_append_failures_total") >= 9
+    assert metric(url, "beacon_receipts_waiting") == 9
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0 and "FAIL consistency: the tree of 9 is smaller than the old tree of 18" in out
+
+    # Repaired (the stored tree rebuilt from the entries left): the sweep appends the waiting
+    # receipts, /ready answers 200 again, and the audit still sees the rewritten history.
+    database.rebuild_log()
+    wait_for_size(url, 18)
+    wait_until(lambda: requests.get(f"{url}/ready", timeout=10).status_code == 200, 30)
+    assert metric(url, "beacon_receipts_waiting") == 0
+    assert wait_for_receipt(url, execution, lambda index: index >= 9) < 18
+    code, out = audit(tmp_path, url, "--state", "state.json")
+    assert code != 0 and "has a different root from the old tree of the same size" in out, out

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nacl.signing
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select, text, update
 
 from portal.models import Execution
@@ -62,6 +63,26 @@ def wait_for_size(url: str, size: int, timeout: float = 60) -> dict:
     return wait_until(grown, timeout, interval=0.2, what=f"the log to hold {size} entries")
 
 
+def wait_for_cosigned(url: str, size: int, names: set[str], timeout: float = 60) -> dict:
+    """Returns `?cosigned=1`'s checkpoint once it is of `size` and cosigned by all of `names`."""
+
+    def cosigned():
+        doc = requests.get(f"{url}/api/v1/log/checkpoint?cosigned=1", timeout=10).json()
+        return doc if doc["size"] == size and names <= set(doc["witnessed"]) else None
+
+    return wait_until(cosigned, timeout, interval=0.2, what=f"{sorted(names)} to cosign {size}")
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """Returns one sample of the portal's /metrics (0 when it is not there)."""
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
 def submit_and_wait(url: str, signer, spec: dict) -> dict:
     response = requests.post(
         f"{url}/api/v1/jobs",
@@ -104,6 +125,22 @@ class Database:
                     .values(finished_at=finished_at + delta)
                 )
 
+    def roll_back_head(self, size: int) -> None:
+        """Deletes the log's entries from `size` on and moves its head back there, leaving the
+        stored nodes: the next append then meets the log's unique constraint, as issue 24's
+        rollback did."""
+        self.run("DELETE FROM receipts WHERE log_index >= :n", n=size)
+        rows = self.run("SELECT body FROM receipts ORDER BY log_index")
+        tree = merkle.MemoryTree()
+        for (body,) in rows:
+            tree.append(merkle.leaf_hash(body.encode()))
+        assert tree.size == size, f"the log holds {tree.size} entries below {size}"
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE log_head SET size = :s, root_hash = :r"),
+                {"s": tree.size, "r": tree.root()},
+            )
+
     def rebuild_log(self) -> None:
         """Recomputes the stored tree from the receipts left, as a cover-up would."""
         rows = self.run("SELECT body FROM receipts ORDER BY log_index")
@@ -124,11 +161,13 @@ class Database:
 
 
 @contextlib.contextmanager
-def running_portal(tmp_path: Path, database_url: str, signer):
-    """Runs the portal with a dispatcher and loopback providers; yields (server, database)."""
+def running_portal(tmp_path: Path, database_url: str, signer, witnesses=None):
+    """Runs the portal with a dispatcher and loopback providers, asking `witnesses`
+    ([(url, cosignature vkey text)]) to cosign; yields (server, database)."""
     engine = Engine(tmp_path, database_url)
     providers = engine.three_providers()
-    config = engine.config({r: p.base_url_openai for r, p in providers.items()})
+    base_urls = {r: p.base_url_openai for r, p in providers.items()}
+    config = engine.config(base_urls, witnesses=witnesses)
     env = {
         "DATABASE_URL": database_url,
         "BEACON_CONFIG": str(config),

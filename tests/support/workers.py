@@ -35,9 +35,11 @@ def write_config(
     *,
     region_caps: dict[str, int] | None = None,
     region_rates: dict[str, str] | None = None,
+    witnesses: list[tuple[str, str]] | None = None,
     **execution,
 ) -> Path:
-    """Writes a three-models configuration whose regions point at `base_urls`."""
+    """Writes a three-models configuration whose regions point at `base_urls`, asking the
+    `witnesses` ([(url, cosignature vkey)]) to cosign the log."""
     limits = {
         "max_concurrency": 6,
         "call_timeout_s": 5,
@@ -61,6 +63,10 @@ def write_config(
             lines.append(f'rate_limit = "{region_rates[region]}"')
     for model_id, (name, served) in MODELS.items():
         lines += ["", f'[models."{model_id}"]', f'name = "{name}"', f'provider_model = "{served}"']
+    for url, vkey in witnesses or []:
+        name = vkey.split("+", 1)[0]
+        lines += ["", "[[witnesses]]", f'name = "{name}"', f'url = "{url}"']
+        lines.append(f'public_key = "{vkey}"')
     path.write_text("\n".join(lines) + "\n", "utf-8")
     return path
 

@@ -109,6 +109,7 @@ def test_ready_follows_migrations_and_the_database(tmp_path, private_pg, signer)
         "configuration": "ok",
         "database": "ok",
         "migrations": "ok",
+        "log": "ok",
     }
 
     private_pg.stop()

@@ -82,7 +82,14 @@ SCHEMAS = {
         }
     ),
     "Checkpoint": obj(
-        {"origin": STR, "size": INT, "root_hash": B64, "public_key": B64, "note": STR}
+        {
+            "origin": STR,
+            "size": INT,
+            "root_hash": B64,
+            "public_key": B64,
+            "note": STR,
+            "witnessed": {"type": "object", "additionalProperties": INT},
+        }
     ),
     "InclusionProof": obj(
         {"index": INT, "size": INT, "leaf_hash": B64, "hashes": {"type": "array", "items": B64}}
@@ -105,9 +112,17 @@ PATHS = {
     ),
     "/api/v1/log/checkpoint": get(
         "get_checkpoint",
-        "The log's checkpoint: a C2SP tlog-checkpoint in a signed note",
-        [],
-        {"200": ok("the checkpoint", CHECKPOINT)},
+        "The log's checkpoint: a C2SP tlog-checkpoint in a signed note, with its cosignatures",
+        [
+            param(
+                "cosigned",
+                "query",
+                {"type": "string", "enum": ["0", "1"]},
+                "1: the newest checkpoint a witness cosigned (the current one while none is)",
+                False,
+            )
+        ],
+        {"200": ok("the checkpoint", CHECKPOINT), **refused(400)},
     ),
     "/api/v1/log/proof/inclusion": get(
         "get_inclusion_proof",

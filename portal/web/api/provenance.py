@@ -6,13 +6,13 @@ import json
 import re
 
 from flask import jsonify, request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal import settings
 from portal.db import MAX_INT32, db
 from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
-from portal.provenance import receipts, tlog
+from portal.provenance import cosigning, receipts, tlog
 from portal.provenance.log_models import Receipt
 from portal.web import paging
 from portal.web.api.blueprint import bp
@@ -38,9 +38,13 @@ def get_receipt(execution_id: int):
 
 @bp.get("/log/checkpoint")
 def get_checkpoint():
-    """Returns the log's current checkpoint and its signed note."""
+    """Returns the log's checkpoint (or, with ?cosigned=1, its newest cosigned one) and its
+    signed note with the witnesses' cosignatures."""
+    raw = request.args.get("cosigned", "0")
+    if raw not in ("0", "1"):
+        raise ApiError(400, "invalid_parameter", "cosigned must be 0 or 1", {"cosigned": raw})
     s = settings.current()
-    return jsonify(tlog.checkpoint(s.log_origin, s.signing_seed))
+    return jsonify(cosigning.served_checkpoint(s.log_origin, s.signing_seed, raw == "1"))
 
 
 @bp.get("/log/proof/inclusion")
@@ -103,7 +107,16 @@ def get_evidence(job_id: str):
     """Returns one file that verifies the job offline: spec, receipts, proofs, checkpoint."""
     job = find_job(job_id)
     s = settings.current()
-    checkpoint = tlog.checkpoint(s.log_origin, s.signing_seed)
+    # Proved against the newest cosigned checkpoint when it holds every receipt of the job,
+    # else against the current one (whatever cosignatures it has).
+    checkpoint = cosigning.served_checkpoint(s.log_origin, s.signing_seed, cosigned=True)
+    newest = db.session.scalar(
+        select(func.max(Receipt.log_index)).where(
+            Receipt.execution_id.in_([e.id for e in job.executions])
+        )
+    )
+    if newest is not None and newest >= checkpoint["size"]:
+        checkpoint = cosigning.served_checkpoint(s.log_origin, s.signing_seed)
     rows = db.session.scalars(
         select(Receipt)
         .where(Receipt.execution_id.in_([e.id for e in job.executions]))
