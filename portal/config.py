@@ -7,17 +7,19 @@ naming the file, the key and what is wrong, so start-up stops with a message a u
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from portal import call_options
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
 from portal.questions import Question, QuestionError, parse_question
 from portal.redact import safe_url
 
-PROVIDER_KINDS = ("openai", "ollama", "local")
+PROVIDER_KINDS = ("openai", "ollama", "anthropic", "local")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
 
@@ -52,6 +54,9 @@ class IntakeSettings:
     max_body_bytes: int = 1048576
     # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
     rate_limit: str = DEFAULT_RATE_LIMIT
+    # Answers one job may have, and the most its estimate may cost (None: no limit; SPEC 13).
+    max_answers: int = 10_000
+    max_job_cost_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,18 @@ class Region:
     model_path: str | None = None
     # Provider calls started per period across every process, e.g. "60 per minute"; "" none.
     rate_limit: str = ""
+    # Request options and price overrides (portal/call_options.py, portal/prices.py).
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    header_envs: tuple[str, ...] = ()  # the variables header values were read from
+    extra_body: dict = field(default_factory=dict, hash=False)
+    temperature: float | None = None
+    max_tokens: int | None = None
+    prices: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def secret_env_names(self) -> tuple[str, ...]:
+        """The env variables whose values this region sends: secrets for portal.redact."""
+        return ((self.api_key_env,) if self.api_key_env else ()) + self.header_envs
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,10 @@ class Model:
     provider_model: str = ""
     default: bool = False
     model_path: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    price_in_per_mtok: float | None = None  # USD per million tokens; None: not priced
+    price_out_per_mtok: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,10 @@ class BeaconConfig:
     def all_local(self) -> bool:
         """True when every region runs on this machine (the pages say so)."""
         return all(r.provider == "local" for r in self.regions.values())
+
+    def secret_env_names(self) -> list[str]:
+        """Every env variable whose value some region sends as a secret."""
+        return list(dict.fromkeys(n for r in self.regions.values() for n in r.secret_env_names))
 
 
 def smollm2_gguf_path() -> str | None:
@@ -164,8 +189,10 @@ def _build(source: str, data: dict) -> BeaconConfig:
     checker = _Checker(source)
     execution = checker.settings("execution", data.get("execution", {}), ExecutionSettings)
     intake = checker.settings("intake", data.get("intake", {}), IntakeSettings)
-    regions = {k: checker.region(k, v) for k, v in checker.table("regions", data).items()}
     models = {k: checker.model(k, v) for k, v in checker.table("models", data).items()}
+    regions = {
+        k: checker.region(k, v, list(models)) for k, v in checker.table("regions", data).items()
+    }
     questions = {k: checker.question(k, v) for k, v in checker.table("questions", data).items()}
     checker.unique_aliases(regions)
     try:
@@ -219,6 +246,8 @@ class _Checker:
             "timestamp_window_s": (int, float),
             "max_body_bytes": int,
             "rate_limit": str,
+            "max_answers": int,
+            "max_job_cost_usd": (int, float),
         }
         allowed = {k: types[k] for k in cls.__dataclass_fields__}
         self.keys(name, entry, allowed)
@@ -226,7 +255,9 @@ class _Checker:
             if key == "rate_limit":
                 self.rate(f"{name}.{key}", value)
                 continue
-            minimum = 0 if key == "timestamp_window_s" else 1
+            minimum = 0 if key in ("timestamp_window_s", "max_job_cost_usd") else 1
+            if isinstance(value, float) and not math.isfinite(value):
+                self.fail(f"{name}.{key}", f"must be a finite number (got {value})")
             if not isinstance(value, bool) and value < minimum:
                 self.fail(f"{name}.{key}", f"must be at least {minimum} (got {value})")
         return cls(**entry)
@@ -239,7 +270,7 @@ class _Checker:
         except ValueError:
             self.fail(key, f'must read like "30 per minute", or "" for no limit (got {value!r})')
 
-    def region(self, key: str, entry: dict) -> Region:
+    def region(self, key: str, entry: dict, model_ids: list[str]) -> Region:
         prefix = f"regions.{key}"
         self.keys(
             prefix,
@@ -254,6 +285,7 @@ class _Checker:
                 "model_path": str,
                 "base_url_env": str,
                 "rate_limit": str,
+                **call_options.REGION_KEYS,
             },
         )
         if "rate_limit" in entry:
@@ -278,6 +310,10 @@ class _Checker:
             self.fail(f"{prefix}.max_concurrency", "must be at least 1")
         if entry.get("model_path") and not Path(entry["model_path"]).is_file():
             self.fail(f"{prefix}.model_path", f"no such file: {entry['model_path']}")
+        try:
+            options = call_options.region_options(entry, provider, model_ids)
+        except call_options.OptionError as exc:
+            self.fail(f"{prefix}.{exc.key}", exc.problem)
         return Region(
             id=key,
             name=entry.get("name", key),
@@ -288,6 +324,7 @@ class _Checker:
             max_concurrency=entry.get("max_concurrency"),
             model_path=entry.get("model_path"),
             rate_limit=entry.get("rate_limit", "").strip(),
+            **options,
         )
 
     def model(self, key: str, entry: dict) -> Model:
@@ -301,12 +338,17 @@ class _Checker:
                 "provider_model": str,
                 "default": bool,
                 "model_path": str,
+                **call_options.MODEL_KEYS,
             },
         )
         if not key.strip() or any(c.isspace() for c in key):
             self.fail(prefix, "model id must not be empty or contain spaces")
         if entry.get("model_path") and not Path(entry["model_path"]).is_file():
             self.fail(f"{prefix}.model_path", f"no such file: {entry['model_path']}")
+        try:
+            options = call_options.model_options(entry)
+        except call_options.OptionError as exc:
+            self.fail(f"{prefix}.{exc.key}", exc.problem)
         return Model(
             id=key,
             name=entry.get("name", key),
@@ -314,6 +356,7 @@ class _Checker:
             provider_model=entry.get("provider_model", key),
             default=entry.get("default", False),
             model_path=entry.get("model_path"),
+            **options,
         )
 
     def question(self, key: str, entry: dict) -> Question:
