@@ -71,24 +71,92 @@ def test_the_embedded_default_is_free_and_keeps_its_short_answers():
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
-        (MODEL + "price_in_per_mtok = -1\nprice_out_per_mtok = 1\n", "models.m.price_in_per_mtok", "0 or more"),
-        (MODEL + 'price_in_per_mtok = "cheap"\nprice_out_per_mtok = 1\n', "models.m.price_in_per_mtok", "must be"),
-        (MODEL + "price_in_per_mtok = nan\nprice_out_per_mtok = 1\n", "models.m.price_in_per_mtok", "0 or more"),
+        (
+            MODEL + "price_in_per_mtok = -1\nprice_out_per_mtok = 1\n",
+            "models.m.price_in_per_mtok",
+            "0 or more",
+        ),
+        (
+            MODEL + 'price_in_per_mtok = "cheap"\nprice_out_per_mtok = 1\n',
+            "models.m.price_in_per_mtok",
+            "must be",
+        ),
+        (
+            MODEL + "price_in_per_mtok = nan\nprice_out_per_mtok = 1\n",
+            "models.m.price_in_per_mtok",
+            "0 or more",
+        ),
         (MODEL + "price_in_per_mtok = 1\n", "models.m.price_out_per_mtok", "set both"),
-        (MODEL + REGION + '[regions.or.prices."m"]\nprice_input = 1\n', "regions.or.prices.m.price_input", "unknown key"),
-        (MODEL + REGION + '[regions.or.prices."m"]\nprice_in_per_mtok = -0.5\n', "regions.or.prices.m.price_in_per_mtok", "0 or more"),
-        (MODEL + REGION + '[regions.or.prices."gpt-9"]\nprice_in_per_mtok = 1\n', "regions.or.prices.gpt-9", "unknown model"),
-        (REGION + 'headers = {"X-Key" = {env = "COST_TEST_UNSET_VAR"}}\n', "regions.or.headers.X-Key", "COST_TEST_UNSET_VAR is not set"),
-        (REGION + 'headers = {"X-Key" = {name = "X"}}\n', "regions.or.headers.X-Key", 'text or {env = "NAME"}'),
-        (REGION + 'headers = {"X-Title" = "a\\nInjected: yes"}\n', "regions.or.headers.X-Title", "line break"),
-        (REGION + 'headers = {"Bad Name" = "x"}\n', "regions.or.headers.Bad Name", "not a valid header name"),
-        (REGION + 'headers = {"Content-Length" = "3"}\n', "regions.or.headers.Content-Length", "set by the portal"),
-        (REGION + 'api_key_env = "K"\nheaders = {"authorization" = "Bearer x"}\n', "regions.or.headers.authorization", "api_key_env (K) already sets it"),
-        (REGION + 'extra_body = {model = "other"}\n', "regions.or.extra_body.model", "would overwrite the request's own model"),
-        (REGION + 'extra_body = {messages = []}\n', "regions.or.extra_body.messages", "would overwrite the request's own messages"),
-        (REGION + "extra_body = {max_tokens = 9000}\n", "regions.or.extra_body.max_tokens", "set max_tokens on the region"),
-        (REGION + "extra_body = {options = {num_predict = 9}}\n", "regions.or.extra_body.options.num_predict", "would overwrite"),
-        (REGION + "extra_body = {when = 1979-05-27}\n", "regions.or.extra_body.when", "JSON cannot hold"),
+        (
+            MODEL + REGION + '[regions.or.prices."m"]\nprice_input = 1\n',
+            "regions.or.prices.m.price_input",
+            "unknown key",
+        ),
+        (
+            MODEL + REGION + '[regions.or.prices."m"]\nprice_in_per_mtok = -0.5\n',
+            "regions.or.prices.m.price_in_per_mtok",
+            "0 or more",
+        ),
+        (
+            MODEL + REGION + '[regions.or.prices."gpt-9"]\nprice_in_per_mtok = 1\n',
+            "regions.or.prices.gpt-9",
+            "unknown model",
+        ),
+        (
+            REGION + 'headers = {"X-Key" = {env = "COST_TEST_UNSET_VAR"}}\n',
+            "regions.or.headers.X-Key",
+            "COST_TEST_UNSET_VAR is not set",
+        ),
+        (
+            REGION + 'headers = {"X-Key" = {name = "X"}}\n',
+            "regions.or.headers.X-Key",
+            'text or {env = "NAME"}',
+        ),
+        (
+            REGION + 'headers = {"X-Title" = "a\\nInjected: yes"}\n',
+            "regions.or.headers.X-Title",
+            "line break",
+        ),
+        (
+            REGION + 'headers = {"Bad Name" = "x"}\n',
+            "regions.or.headers.Bad Name",
+            "not a valid header name",
+        ),
+        (
+            REGION + 'headers = {"Content-Length" = "3"}\n',
+            "regions.or.headers.Content-Length",
+            "set by the portal",
+        ),
+        (
+            REGION + 'api_key_env = "K"\nheaders = {"authorization" = "Bearer x"}\n',
+            "regions.or.headers.authorization",
+            "api_key_env (K) already sets it",
+        ),
+        (
+            REGION + 'extra_body = {model = "other"}\n',
+            "regions.or.extra_body.model",
+            "would overwrite the request's own model",
+        ),
+        (
+            REGION + "extra_body = {messages = []}\n",
+            "regions.or.extra_body.messages",
+            "would overwrite the request's own messages",
+        ),
+        (
+            REGION + "extra_body = {max_tokens = 9000}\n",
+            "regions.or.extra_body.max_tokens",
+            "set max_tokens on the region",
+        ),
+        (
+            REGION + "extra_body = {options = {num_predict = 9}}\n",
+            "regions.or.extra_body.options.num_predict",
+            "would overwrite",
+        ),
+        (
+            REGION + "extra_body = {when = 1979-05-27}\n",
+            "regions.or.extra_body.when",
+            "JSON cannot hold",
+        ),
         (REGION + "temperature = -0.1\n", "regions.or.temperature", "0 to 10"),
         (REGION + "max_tokens = 0\n", "regions.or.max_tokens", "1 to"),
         (MODEL + 'max_tokens = "lots"\n', "models.m.max_tokens", "must be a whole number"),
@@ -96,7 +164,7 @@ def test_the_embedded_default_is_free_and_keeps_its_short_answers():
         ("[intake]\nmax_job_cost_usd = -5\n", "intake.max_job_cost_usd", "at least 0"),
         ("[intake]\nmax_job_cost_usd = inf\n", "intake.max_job_cost_usd", "finite"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_refuse_with_one_line_naming_the_key(tmp_path, text, key, problem):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
