@@ -126,3 +126,15 @@ def round_up(value: float) -> float:
     """Returns `value` rounded up to ESTIMATE_DECIMALS decimal places of a dollar."""
     scale = 10**ESTIMATE_DECIMALS
     return math.ceil(value * scale) / scale
+
+
+def format_usd(value: float | None) -> str:
+    """Returns a dollar amount for people: cents from $1, three significant digits below."""
+    if value is None:
+        return "unknown"
+    if value >= 1:
+        return f"${value:,.2f}"
+    if value <= 0:
+        return "$0"
+    digits = max(2, 2 - math.floor(math.log10(value)))
+    return f"${value:.{digits}f}"

@@ -30,11 +30,11 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import bindparam, select, update
 
-from portal import compare, logs, providers, redact
+from portal import compare, logs, prices, providers, redact
 from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.engine import answer_writes, jobs, metrics
+from portal.engine import answer_writes, budget, jobs, metrics
 from portal.engine.region_rate import RegionRates
 from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
 from portal.provenance import receipts
@@ -100,10 +100,13 @@ class _Context:
         self.region = config.regions.get(execution.region)
         self.model = config.models.get(execution.model_id)
         self.problem = None
+        self.price = None
         if self.region is None:
             self.problem = f"region {execution.region!r} is not in this portal's configuration"
         elif self.model is None:
             self.problem = f"model {execution.model_id!r} is not in this portal's configuration"
+        else:
+            self.price = prices.price_of(self.region, self.model)
 
     def own(self) -> bool:
         """Renews the lease and says whether this worker still holds it (locks the row)."""
@@ -247,9 +250,15 @@ def _call_and_record(
         return None
     if result is not None:
         # Stored only while the answer is still running (else it ended meanwhile: keep that).
-        values = answer_writes.completed_values(result, prompt)
-        answer_writes.store_completed(db.session, answer_id, values)
+        values = answer_writes.completed_values(result, prompt, ctx.price)
+        stored = answer_writes.store_completed(db.session, answer_id, values)
+        cost = values["cost_usd"]
+        reached = stored and cost is not None and budget.charge(db.session, ctx.job_id, cost)
+        if reached:
+            budget.stop_unstarted(ctx.job_id, finished)
         db.session.commit()
+        if reached:
+            receipts.issue_for_job(ctx.job_id)  # the executions the budget ended
         return False
     answer = db.session.get(Answer, answer_id, populate_existing=True)
     if answer is None or answer.status != "running":
