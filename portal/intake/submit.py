@@ -71,16 +71,16 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     if existing is not None:
         return existing, False
     normalized = jobspec.normalize(spec, ctx.config)
-    # Priced before anything is stored: a job over its budget leaves no row (SPEC 13).
-    cost = estimate.estimate(normalized)
-    budget = estimate.budget(normalized, ctx.config)
-    estimate.check(cost, budget, normalized)
     job_id = normalized.job_id or f"job-{verified.spec_hash[:16]}"
     if db.session.scalar(select(Job.pk).where(Job.id == job_id)) is not None:
         raise Conflict("id_conflict", f"a different spec already has id {job_id!r}", {"id": job_id})
     jobspec.check_timestamp(normalized.timestamp, now, ctx.config.intake.timestamp_window_s)
     if normalized.nonce is not None and _nonce_used(verified.public_key, normalized.nonce):
         raise _nonce_error(normalized.nonce)
+    # Priced before anything is stored: a job over its budget leaves no row (SPEC 13).
+    cost = estimate.estimate(normalized)
+    budget = estimate.budget(normalized, ctx.config)
+    estimate.check(cost, budget, normalized)
 
     raw_text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     job = _build_job(job_id, raw_text, verified, key.kid, normalized, ctx.config, now, source)
