@@ -15,12 +15,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import TYPE_CHECKING
 
 from portal import prices
-
-if TYPE_CHECKING:
-    from portal.config import Model, Region
 
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_MAX_TOKENS = 512
@@ -214,7 +210,7 @@ def merged_body(payload: dict, extra: dict) -> dict:
     return merged
 
 
-def temperature_for(region: Region, model: Model) -> float:
+def temperature_for(region, model) -> float:
     """Returns the temperature sent: the region's, else the model's, else 0."""
     for value in (region.temperature, model.temperature):
         if value is not None:
@@ -222,7 +218,7 @@ def temperature_for(region: Region, model: Model) -> float:
     return DEFAULT_TEMPERATURE
 
 
-def max_tokens_for(region: Region, model: Model) -> int:
+def max_tokens_for(region, model) -> int:
     """Returns max_tokens sent (and counted by the estimate): the region's, else the model's,
     else 512."""
     for value in (region.max_tokens, model.max_tokens):

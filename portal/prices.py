@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from portal.config import Model, Region
 
 PRICE_KEYS = ("price_in_per_mtok", "price_out_per_mtok")
 PER_TOKENS = 1_000_000
@@ -90,7 +86,7 @@ def parse_overrides(table: object, model_ids: list[str]) -> dict[str, dict[str, 
     return overrides
 
 
-def price_of(region: Region, model: Model) -> Price | None:
+def price_of(region, model) -> Price | None:
     """Returns the price of `model` in `region`, or None when it is unknown."""
     override = region.prices.get(model.id, {})
     price_in = override.get("price_in_per_mtok", model.price_in_per_mtok)
