@@ -1,4 +1,4 @@
-"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo`."""
+"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo | regions check`."""
 
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
     from portal.cli import judge as judge_cli
     from portal.cli.recompare import recompare_command
+    from portal.cli.regions import regions_group
 
     beacon.add_command(recompare_command)
     beacon.add_command(backfill_receipts_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
+    beacon.add_command(regions_group)
     app.cli.add_command(beacon)
 
 

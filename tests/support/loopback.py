@@ -30,6 +30,7 @@ FAULTS = (
     "503",
     "404",
     "401",
+    "401-echo",
     "429",
     "hang",
     "reset",
@@ -368,6 +369,10 @@ class _Handler(BaseHTTPRequestHandler):
         model = payload["model"]
         if fault == "401":
             return self._send_error(kind, 401, "invalid api key", "authentication_error")
+        if fault == "401-echo":  # as hosts that quote the key they refused
+            sent = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            message = f"Incorrect API key provided: {sent}"
+            return self._send_error(kind, 401, message, "authentication_error")
         if fault in _ERRORS:
             status, message, code = _ERRORS[fault]
             retry = {"Retry-After": "1"} if fault == "429" else {}
