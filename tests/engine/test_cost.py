@@ -13,6 +13,7 @@ from portal.engine import jobs
 from portal.models import Answer, Execution, Job, UsedNonce
 from portal.prices import TEMPLATE_TOKENS
 from portal.provenance.log_models import Receipt
+from portal.status import RunStatus
 from tests.support.inline import run_inline
 from tests.support.loopback import LoopbackProvider
 from tests.support.specs import job_spec
@@ -197,7 +198,7 @@ def test_a_job_reaching_its_budget_cancels_its_unstarted_answers(cost_app, signe
     run_inline(app)
     job = client.get(f"/api/v1/jobs/{job['id']}").json["job"]
     answers = [a for e in job["executions"] for a in e["answers"]]
-    assert [a["status"] for a in answers] == ["completed", "cancelled", "cancelled", "cancelled"]
+    assert [a["status"] for a in answers] == [RunStatus.COMPLETED] + [RunStatus.CANCELLED] * 3
     assert {a["error"] for a in answers[1:]} == {"budget reached"}
     assert len(us.calls) + len(eu.calls) == 1  # nothing unstarted was asked
     assert job["status"] == "partial"
