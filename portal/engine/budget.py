@@ -29,9 +29,12 @@ _CHARGE = (
 
 
 def charge(session, job_id: str, cost: float) -> bool:
-    """Adds an answer's cost to its job's; True when the job has now reached its budget."""
+    """Adds an answer's cost to its job's; True when it took the job to its budget (a free
+    answer never does: a budget of 0 allows free models)."""
     row = session.execute(_CHARGE, {"job_id": job_id, "cost": cost}).first()
-    return row is not None and row.max_cost_usd is not None and row.cost_usd >= row.max_cost_usd
+    if row is None or row.max_cost_usd is None or cost <= 0:
+        return False
+    return row.cost_usd >= row.max_cost_usd
 
 
 def stop_unstarted(job_id: str, now: datetime) -> int:

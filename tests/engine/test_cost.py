@@ -54,6 +54,11 @@ default = true
 
 [models.unpriced]
 provider_model = "vendor/unpriced"
+
+[models.free]
+provider_model = "vendor/free"
+price_in_per_mtok = 0
+price_out_per_mtok = 0
 """
 
 
@@ -212,3 +217,19 @@ def test_a_job_reaching_its_budget_cancels_its_unstarted_answers(cost_app, signe
         assert sorted(set(ids)) == sorted(e["id"] for e in job["executions"])
         retried = jobs.find_job(job["id"])
         assert retried.cost_usd == job["cost_usd"]
+
+
+def test_a_budget_of_zero_runs_free_models_to_the_end(cost_app, signer):
+    app = cost_app("max_job_cost_usd = 0")
+    client = app.test_client()
+    assert submit(client, signer, status=400)["error"]["code"] == "over_budget"  # paid
+    job = submit(client, signer, models=("free",))["job"]
+    assert (job["estimated_cost_usd"], job["cost_usd"], job["constraints"]["max_cost_usd"]) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+    run_inline(app)
+    job = client.get(f"/api/v1/jobs/{job['id']}").json["job"]
+    assert job["status"] == "completed" and job["cost_usd"] == 0.0
+    assert {a["cost_usd"] for e in job["executions"] for a in e["answers"]} == {0.0}
