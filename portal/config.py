@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from portal.config_tables import (
+    ConfigError,
+    ExecutionSettings,
+    IntakeSettings,
+    Model,
+    Region,
+    TableChecker,
+)
 from portal.judge.config import JudgeConfigError, JudgeSettings, parse_judge
 from portal.provenance.witness_config import WitnessConfigError, WitnessSettings, parse_witnesses
-from portal.questions import Question, QuestionError, parse_question
-from portal.redact import safe_url
+from portal.questions import Question
 from portal.watch.config import (
     Schedule,
     WatchConfigError,
@@ -25,65 +31,9 @@ from portal.watch.config import (
     parse_watch,
 )
 
-PROVIDER_KINDS = ("openai", "ollama", "local")
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
 
 EMBEDDED = "<embedded default configuration>"
-# Job submissions (API and form together) per client address unless [intake] rate_limit says.
-DEFAULT_RATE_LIMIT = "60 per minute"
-
-
-class ConfigError(Exception):
-    """A configuration file or variable is invalid; the message says where and why."""
-
-    def __init__(self, source: str, key: str, problem: str):
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: {key}: {problem}")
-
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    max_concurrency: int = 4
-    call_timeout_s: float = 300.0
-    job_timeout_s: float = 3600.0
-    max_attempts: int = 3
-    lease_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class IntakeSettings:
-    # The original runner's signing forms leave fields unsigned: off unless an operator
-    # migrating from it turns them on (docs/signing.md).
-    legacy_signatures: bool = False
-    timestamp_window_s: float = 600.0
-    max_body_bytes: int = 1048576
-    # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
-    rate_limit: str = DEFAULT_RATE_LIMIT
-
-
-@dataclass(frozen=True)
-class Region:
-    id: str
-    name: str
-    provider: str
-    aliases: tuple[str, ...] = ()
-    base_url: str | None = None
-    api_key_env: str | None = None
-    max_concurrency: int | None = None
-    model_path: str | None = None
-    # Provider calls started per period across every process, e.g. "60 per minute"; "" none.
-    rate_limit: str = ""
-
-
-@dataclass(frozen=True)
-class Model:
-    id: str
-    name: str
-    icon: str = "🤖"
-    provider_model: str = ""
-    default: bool = False
-    model_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +68,10 @@ class BeaconConfig:
     def all_local(self) -> bool:
         """True when every region runs on this machine (the pages say so)."""
         return all(r.provider == "local" for r in self.regions.values())
+
+    def secret_env_names(self) -> list[str]:
+        """Every env variable whose value some region sends as a secret."""
+        return list(dict.fromkeys(n for r in self.regions.values() for n in r.secret_env_names))
 
 
 def smollm2_gguf_path() -> str | None:
@@ -198,11 +152,13 @@ def _build(source: str, data: dict) -> BeaconConfig:
         raise ConfigError(
             source, unknown[0], f"unknown table (known: {', '.join(sorted(_TOP_KEYS))})"
         )
-    checker = _Checker(source)
+    checker = TableChecker(source)
     execution = checker.settings("execution", data.get("execution", {}), ExecutionSettings)
     intake = checker.settings("intake", data.get("intake", {}), IntakeSettings)
-    regions = {k: checker.region(k, v) for k, v in checker.table("regions", data).items()}
     models = {k: checker.model(k, v) for k, v in checker.table("models", data).items()}
+    regions = {
+        k: checker.region(k, v, list(models)) for k, v in checker.table("regions", data).items()
+    }
     questions = {k: checker.question(k, v) for k, v in checker.table("questions", data).items()}
     checker.unique_aliases(regions)
     try:
@@ -216,184 +172,3 @@ def _build(source: str, data: dict) -> BeaconConfig:
     return BeaconConfig(
         source, execution, intake, regions, models, questions, judge, witnesses=witnesses
     )
-
-
-class _Checker:
-    """Validates one file's tables; every failure names the dotted key."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, key: str, problem: str):
-        raise ConfigError(self.source, key, problem)
-
-    def table(self, name: str, data: dict) -> dict:
-        value = data.get(name, {})
-        if not isinstance(value, dict):
-            self.fail(name, "must be a table")
-        for key in value:
-            if name == "regions" and not ID_PATTERN.match(key):
-                self.fail(f"{name}.{key}", "id must be lowercase letters, digits and dashes")
-            if not isinstance(value[key], dict):
-                self.fail(f"{name}.{key}", "must be a table")
-        return value
-
-    def keys(self, prefix: str, entry: dict, allowed: dict[str, type | tuple]):
-        for key, value in entry.items():
-            if key not in allowed:
-                self.fail(f"{prefix}.{key}", f"unknown key (known: {', '.join(allowed)})")
-            want = allowed[key]
-            ok = isinstance(value, want) and not (
-                isinstance(value, bool) and bool not in _tuple(want)
-            )
-            if not ok:
-                self.fail(f"{prefix}.{key}", f"must be {_type_words(want)} (got {value!r})")
-
-    def settings(self, name: str, entry, cls):
-        if not isinstance(entry, dict):
-            self.fail(name, "must be a table")
-        types = {
-            "max_concurrency": int,
-            "call_timeout_s": (int, float),
-            "job_timeout_s": (int, float),
-            "max_attempts": int,
-            "lease_s": (int, float),
-            "legacy_signatures": bool,
-            "timestamp_window_s": (int, float),
-            "max_body_bytes": int,
-            "rate_limit": str,
-        }
-        allowed = {k: types[k] for k in cls.__dataclass_fields__}
-        self.keys(name, entry, allowed)
-        for key, value in entry.items():
-            if key == "rate_limit":
-                self.rate(f"{name}.{key}", value)
-                continue
-            minimum = 0 if key == "timestamp_window_s" else 1
-            if not isinstance(value, bool) and value < minimum:
-                self.fail(f"{name}.{key}", f"must be at least {minimum} (got {value})")
-        return cls(**entry)
-
-    def rate(self, key: str, value: str) -> None:
-        from portal.ratelimit import parse_rate
-
-        try:
-            parse_rate(value)
-        except ValueError:
-            self.fail(key, f'must read like "30 per minute", or "" for no limit (got {value!r})')
-
-    def region(self, key: str, entry: dict) -> Region:
-        prefix = f"regions.{key}"
-        self.keys(
-            prefix,
-            entry,
-            {
-                "name": str,
-                "aliases": list,
-                "provider": str,
-                "base_url": str,
-                "api_key_env": str,
-                "max_concurrency": int,
-                "model_path": str,
-                "base_url_env": str,
-                "rate_limit": str,
-            },
-        )
-        if "rate_limit" in entry:
-            self.rate(f"{prefix}.rate_limit", entry["rate_limit"])
-        provider = entry.get("provider")
-        if provider not in PROVIDER_KINDS:
-            self.fail(
-                f"{prefix}.provider",
-                f"required, one of {', '.join(PROVIDER_KINDS)} (got {provider!r})",
-            )
-        if provider != "local" and not entry.get("base_url"):
-            self.fail(f"{prefix}.base_url", f"required for provider {provider!r}")
-        if entry.get("base_url") and not re.match(r"^https?://", entry["base_url"]):
-            self.fail(
-                f"{prefix}.base_url",
-                f"must start with http:// or https:// (got {safe_url(entry['base_url'])!r})",
-            )
-        aliases = entry.get("aliases", [])
-        if not all(isinstance(a, str) and a.strip() for a in aliases):
-            self.fail(f"{prefix}.aliases", "must be a list of non-empty strings")
-        if entry.get("max_concurrency", 1) < 1:
-            self.fail(f"{prefix}.max_concurrency", "must be at least 1")
-        if entry.get("model_path") and not Path(entry["model_path"]).is_file():
-            self.fail(f"{prefix}.model_path", f"no such file: {entry['model_path']}")
-        return Region(
-            id=key,
-            name=entry.get("name", key),
-            provider=provider,
-            aliases=tuple(aliases),
-            base_url=_base_url(entry),
-            api_key_env=entry.get("api_key_env"),
-            max_concurrency=entry.get("max_concurrency"),
-            model_path=entry.get("model_path"),
-            rate_limit=entry.get("rate_limit", "").strip(),
-        )
-
-    def model(self, key: str, entry: dict) -> Model:
-        prefix = f"models.{key}"
-        self.keys(
-            prefix,
-            entry,
-            {
-                "name": str,
-                "icon": str,
-                "provider_model": str,
-                "default": bool,
-                "model_path": str,
-            },
-        )
-        if not key.strip() or any(c.isspace() for c in key):
-            self.fail(prefix, "model id must not be empty or contain spaces")
-        if entry.get("model_path") and not Path(entry["model_path"]).is_file():
-            self.fail(f"{prefix}.model_path", f"no such file: {entry['model_path']}")
-        return Model(
-            id=key,
-            name=entry.get("name", key),
-            icon=entry.get("icon", "🤖"),
-            provider_model=entry.get("provider_model", key),
-            default=entry.get("default", False),
-            model_path=entry.get("model_path"),
-        )
-
-    def question(self, key: str, entry: dict) -> Question:
-        try:
-            return parse_question(key, entry)
-        except QuestionError as exc:
-            self.fail(f"questions.{exc.key}", exc.problem)
-
-    def unique_aliases(self, regions: dict[str, Region]):
-        seen: dict[str, str] = {}
-        for region in regions.values():
-            for name in (region.id, *region.aliases):
-                folded = name.casefold()
-                if folded in seen and seen[folded] != region.id:
-                    self.fail(
-                        f"regions.{region.id}.aliases",
-                        f"{name!r} already names region {seen[folded]!r}",
-                    )
-                seen[folded] = region.id
-
-
-def _base_url(entry: dict) -> str | None:
-    """Returns base_url, overridden by the env var named in `base_url_env` when it is set."""
-    override = entry.get("base_url_env") and os.environ.get(entry["base_url_env"])
-    return (override or entry.get("base_url") or "").rstrip("/") or None
-
-
-def _tuple(want) -> tuple:
-    return want if isinstance(want, tuple) else (want,)
-
-
-def _type_words(want) -> str:
-    names = {
-        str: "a string",
-        int: "a whole number",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-    }
-    return " or ".join(names.get(t, t.__name__) for t in _tuple(want))

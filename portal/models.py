@@ -62,6 +62,11 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # USD (SPEC 13): the sum of its answers' known costs so far (null while none is priced),
+    # the upper bound computed at submission (null when a price is unknown), and its budget.
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    estimated_cost_usd: Mapped[float | None] = mapped_column(Float)
+    max_cost_usd: Mapped[float | None] = mapped_column(Float)
     # Deferred: megabytes for a big job, read only by the comparison (portal/compare/report.py).
     comparison_cache: Mapped[dict | None] = mapped_column(JSON, deferred=True)
 
@@ -91,7 +96,10 @@ class Job(db.Model):
             "constraints": {
                 "min_regions": self.min_regions,
                 "min_success_rate": self.min_success_rate,
+                "max_cost_usd": self.max_cost_usd,
             },
+            "cost_usd": self.cost_usd,
+            "estimated_cost_usd": self.estimated_cost_usd,
             "counts": counts,
             "meets_constraints": meets_constraints(self, counts) if self.ended else None,
             "submitted_at": iso(self.submitted_at),
@@ -182,6 +190,8 @@ class Answer(db.Model):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    # From the tokens the provider reported and the price; null without either (portal/prices.py).
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     classification: Mapped[str | None] = mapped_column(String(32))
     # What the provider said about itself with this answer (portal/providers/served_by.py).
     served_by: Mapped[dict | None] = mapped_column(JSON)
@@ -212,6 +222,7 @@ class Answer(db.Model):
             "latency_ms": self.latency_ms,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
             "classification": self.classification,
             "served_by": self.served_by or {},
             "judgement": self.judgement_dict(),

@@ -6,7 +6,7 @@ the regions; the portal runs under gunicorn started from the Procfile's `web` li
 bound to 127.0.0.1) after the Procfile's `release` line has migrated a fresh database. Jobs are
 signed with a key generated for the run and trusted through BEACON_TRUSTED_KEYS.
 
-Sections (`--only NAME`, repeatable): efficiency, overhead, latency, memory, pool.
+Sections (`--only NAME`, repeatable): efficiency, overhead, latency, memory, pool, calls.
 What each figure means and the results on the reference machine: docs/benchmarks.md.
 
     .venv/bin/python scripts/bench.py                     # everything, SQLite and PostgreSQL
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import bench_calls  # noqa: E402  (beside this script)
 import bench_promptfoo  # noqa: E402  (beside this script)
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -56,7 +57,8 @@ from tests.support.specs import job_spec  # noqa: E402
 from tests.support.workers import clean_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
-SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool", "promptfoo")
+SECTIONS = ("efficiency", "overhead", "latency", "memory", "pool", "promptfoo", "calls")
+CALLS = 3000
 ENDED = JOB_ENDED
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LATENCY_S = 0.050
@@ -661,6 +663,16 @@ class Bench:
             for portal, tool in zip(mine[key].values, theirs.values, strict=False):
                 ratio.values.append(round(portal / tool, 3))
 
+    def calls(self) -> None:
+        """CPU per provider call for each wire format (scripts/bench_calls.py)."""
+        count = CALLS if self.sizes.runs > 1 else CALLS // 3
+        with bench_calls.loopback(ROOT) as url:
+            for label, send in bench_calls.senders(url).items():
+                fig = self.figure(f"calls:{label}", f"CPU per provider call, {label}", "us")
+                for _ in range(self.sizes.runs):
+                    fig.values.append(bench_calls.cpu_per_call(send, count))
+                self.say(f"{label}: {statistics.median(fig.values):.0f} us per call")
+
     def pool(self) -> None:
         """Runs 9 executions at 50 ms through a pool of 4 and records the calls in flight."""
         n = self.sizes.pool_questions
@@ -938,6 +950,9 @@ def main(argv: list[str] | None = None) -> int:
                     bench.efficiency_and_overhead(sections)
                 if "pool" in sections:
                     bench.pool()
+                if "calls" in sections and kind == kinds[0]:
+                    # No database in a provider call: measured once.
+                    bench.calls()
                 if "latency" in sections:
                     bench.latency()
                 if "memory" in sections:

@@ -1,4 +1,4 @@
-"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo`."""
+"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo | regions check`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from portal import settings
 from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
 from portal.cli.recompare import recompare_command
+from portal.cli.regions import regions_group
 from portal.cli.witness import witness as witness_group
 from portal.db import db
 from portal.engine import pool
@@ -49,6 +50,7 @@ def register(app: Flask) -> None:
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
     beacon.add_command(witness_group)
+    beacon.add_command(regions_group)
     app.cli.add_command(beacon)
 
 

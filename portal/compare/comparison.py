@@ -46,6 +46,7 @@ CSV_COLUMNS = [
     "error",
     "diff_text",
     "framing",
+    "cost_usd",
 ]
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
@@ -148,6 +149,7 @@ def _answer_entry(answer: dict) -> dict:
         "output": output,
         "error": answer.get("error"),
         "latency_ms": answer.get("latency_ms"),
+        "cost_usd": answer.get("cost_usd"),
         "judgement": answer.get("judgement"),
     }
 
@@ -328,6 +330,8 @@ def comparison_csv(comparison: dict) -> str:
                     "divergence": question["divergence"],
                     "differs": question["differs"],
                     "latency_ms": answer["latency_ms"],
+                    # A comparison cached before costs existed has none: an empty cell.
+                    "cost_usd": answer.get("cost_usd"),
                 }
                 row = {key: _cell(value) for key, value in row.items()}
                 row["output"] = _text_cell(answer["output"])

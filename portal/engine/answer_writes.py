@@ -20,7 +20,7 @@ import hashlib
 
 from sqlalchemy import bindparam, update
 
-from portal import compare, providers
+from portal import compare, prices, providers
 from portal.models import Answer
 from portal.status import RunStatus
 from portal.storable import storable_text
@@ -40,6 +40,7 @@ _COMPLETED_COLUMNS = (
     "latency_ms",
     "prompt_tokens",
     "completion_tokens",
+    "cost_usd",
     "classification",
     "served_by",
 )
@@ -88,9 +89,11 @@ def store_completed(session, answer_id: int, values: dict) -> bool:
     return session.execute(_COMPLETE, params).rowcount == 1
 
 
-def completed_values(result: providers.ProviderResult, prompt: str) -> dict:
+def completed_values(
+    result: providers.ProviderResult, prompt: str, price: prices.Price | None = None
+) -> dict:
     """Returns what a successful call stores on its answer: the cleaned text, its SHA-256 (of
-    the whole text, before any truncation), timings, tokens, class and who served it."""
+    the whole text, before any truncation), timings, tokens, cost, class and who served it."""
     text = clean_output(result.text)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if len(text) > MAX_OUTPUT_CHARS:
@@ -108,6 +111,7 @@ def completed_values(result: providers.ProviderResult, prompt: str) -> dict:
         "latency_ms": result.latency_ms,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
+        "cost_usd": prices.cost_usd(price, result.prompt_tokens, result.completion_tokens),
         "classification": compare.classify(
             text, status=RunStatus.COMPLETED, error=None, prompt=prompt
         ),

@@ -28,13 +28,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import gevent
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
-from portal import compare, logs, providers, redact
+from portal import compare, logs, prices, providers, redact
 from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.engine import answer_writes, jobs, metrics
+from portal.engine import answer_writes, budget, jobs, metrics
+from portal.engine.leases import renew
 from portal.engine.region_rate import RegionRates
 from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
 from portal.provenance import cosigning, receipts, waiting
@@ -49,29 +50,6 @@ _SLOT = object()
 RATE_WAIT = "waiting for a slot in the region's rate_limit"
 # A call waiting for its region's rate-limit slot looks at its job (cancel, deadline) this often.
 RATE_WAIT_STEP_S = 2.0
-
-
-# Built once: renewing runs before every write, and a plain table UPDATE skips both building
-# the statement and the ORM's bookkeeping for objects in the session (a third of the engine's
-# CPU per answer when it was an ORM UPDATE built on each call).
-_RENEW = (
-    update(Execution.__table__)
-    .where(
-        Execution.__table__.c.id.in_(bindparam("ids", expanding=True)),
-        Execution.__table__.c.lease_owner == bindparam("owner"),
-        Execution.__table__.c.status == RunStatus.RUNNING,
-    )
-    .values(lease_expires_at=bindparam("until"))
-)
-
-
-def renew(ids: list[int], owner: str, lease_s: float) -> int:
-    """Extends the leases `owner` still holds among `ids`; returns how many it holds."""
-    if not ids:
-        return 0
-    until = utcnow() + timedelta(seconds=lease_s)
-    result = db.session.execute(_RENEW, {"ids": ids, "owner": owner, "until": until})
-    return result.rowcount
 
 
 class _Context:
@@ -101,10 +79,13 @@ class _Context:
         self.region = config.regions.get(execution.region)
         self.model = config.models.get(execution.model_id)
         self.problem = None
+        self.price = None
         if self.region is None:
             self.problem = f"region {execution.region!r} is not in this portal's configuration"
         elif self.model is None:
             self.problem = f"model {execution.model_id!r} is not in this portal's configuration"
+        else:
+            self.price = prices.price_of(self.region, self.model)
 
     def own(self) -> bool:
         """Renews the lease and says whether this worker still holds it (locks the row)."""
@@ -248,9 +229,15 @@ def _call_and_record(
         return None
     if result is not None:
         # Stored only while the answer is still running (else it ended meanwhile: keep that).
-        values = answer_writes.completed_values(result, prompt)
-        answer_writes.store_completed(db.session, answer_id, values)
+        values = answer_writes.completed_values(result, prompt, ctx.price)
+        stored = answer_writes.store_completed(db.session, answer_id, values)
+        cost = values["cost_usd"]
+        reached = stored and cost is not None and budget.charge(db.session, ctx.job_id, cost)
+        if reached:
+            budget.stop_unstarted(ctx.job_id, finished)
         db.session.commit()
+        if reached:
+            receipts.issue_for_job(ctx.job_id)  # the executions the budget ended
         return False
     answer = db.session.get(Answer, answer_id, populate_existing=True)
     if answer is None or answer.status != RunStatus.RUNNING:

@@ -195,6 +195,7 @@ def retry_job(job: Job, config: BeaconConfig, now: datetime | None = None) -> in
             latency_ms=None,
             prompt_tokens=None,
             completion_tokens=None,
+            cost_usd=None,
             classification=None,
         )
     )

@@ -33,10 +33,8 @@ from portal import logs
 from portal.config import BeaconConfig
 from portal.db import db
 from portal.engine import jobs, metrics, wake
-
-# renew lives with the execution, whose every write renews its lease; the pool's heartbeat
-# uses it too.
-from portal.engine.execution import renew, run_execution
+from portal.engine.execution import run_execution
+from portal.engine.leases import renew
 from portal.engine.region_rate import RegionRates
 from portal.judge import dispatch as judge_dispatch
 from portal.models import Execution, claimable

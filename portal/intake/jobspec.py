@@ -6,7 +6,9 @@ the signed object and returns a `NormalizedSpec` of configured models, regions a
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +18,6 @@ from portal.questions import LITERAL_LANGUAGE, prompt_version
 from portal.storable import storable_text
 
 MAX_RUNS = 10
-MAX_ANSWERS = 10_000
 MAX_MIN_REGIONS = 1_000
 MAX_PROMPT_CHARS = 8_000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
@@ -42,6 +43,7 @@ CONSTRAINT_TYPES: dict[str, tuple[type, ...]] = {
     "min_success_rate": (int, float),
     "timeout": (int,),
     "provider_timeout": (int,),
+    "max_cost_usd": (int, float),
 }
 
 
@@ -59,10 +61,21 @@ class NormalizedSpec:
     timeout_s: float | None
     nonce: str | None
     timestamp: datetime | None
+    max_cost_usd: float | None = None
 
     @property
     def answer_count(self) -> int:
         return len(self.models) * len(self.regions) * len(self.questions) * self.runs
+
+    def planned(self) -> Iterator[tuple[Model, Region, dict, int]]:
+        """Yields every answer the job will have as (model, region, question, run), in the
+        order they are stored: submission builds its rows from this, and the estimate of its
+        cost prices this, so both count the same answers."""
+        for model in self.models:
+            for region in self.regions:
+                for question in self.questions:
+                    for run in range(1, self.runs + 1):
+                        yield model, region, question, run
 
 
 def invalid(code: str, message: str, fields: dict | None = None) -> Invalid:
@@ -133,11 +146,14 @@ def normalize(spec: dict, config: BeaconConfig) -> NormalizedSpec:
         timeout_s=_timeout(constraints.get("timeout")),
         nonce=_nonce(metadata.get("nonce")),
         timestamp=parse_timestamp(metadata.get("timestamp")),
+        max_cost_usd=_max_cost(constraints.get("max_cost_usd")),
     )
-    if normalized.answer_count > MAX_ANSWERS:
+    limit = config.intake.max_answers
+    if normalized.answer_count > limit:
         raise invalid(
             "too_many_answers",
-            f"{normalized.answer_count} answers requested; the limit is {MAX_ANSWERS}",
+            f"{normalized.answer_count} answers requested; the limit is {limit}",
+            {"answers": normalized.answer_count, "max_answers": limit},
         )
     return normalized
 
@@ -319,6 +335,17 @@ def _rate(value: float | None) -> float | None:
             "invalid_field",
             "constraints.min_success_rate must lie in [0, 1]",
             {"constraints.min_success_rate": repr(value)},
+        )
+    return None if value is None else float(value)
+
+
+def _max_cost(value: float | None) -> float | None:
+    """Checks `constraints.max_cost_usd`: the job's own budget in USD, lowering the portal's."""
+    if value is not None and (isinstance(value, bool) or not math.isfinite(value) or value < 0):
+        raise invalid(
+            "invalid_field",
+            "constraints.max_cost_usd must be a number of USD, 0 or more",
+            {"constraints.max_cost_usd": repr(value)},
         )
     return None if value is None else float(value)
 

@@ -17,7 +17,7 @@ from portal.config import BeaconConfig
 from portal.db import db
 from portal.engine import wake
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
-from portal.intake import jobspec, signing, trust
+from portal.intake import estimate, jobspec, signing, trust
 from portal.models import Answer, Execution, Job, UsedNonce, with_answers
 from portal.status import RunStatus
 from portal.times import utcnow
@@ -78,9 +78,16 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     jobspec.check_timestamp(normalized.timestamp, now, ctx.config.intake.timestamp_window_s)
     if normalized.nonce is not None and _nonce_used(verified.public_key, normalized.nonce):
         raise _nonce_error(normalized.nonce)
+    # Priced before anything is stored: a job over its budget leaves no row (SPEC 13).
+    cost = estimate.estimate(normalized)
+    budget = estimate.budget(normalized, ctx.config)
+    estimate.check(cost, budget, normalized)
 
     raw_text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     job = _build_job(job_id, raw_text, verified, key.kid, normalized, ctx.config, now, source)
+    job.estimated_cost_usd, job.max_cost_usd = cost.cost_usd, budget
+    # Nothing spent yet: a known zero when every answer is priced, else unknown until one is.
+    job.cost_usd = 0.0 if cost.cost_usd is not None else None
     try:
         db.session.commit()
     except IntegrityError:
@@ -140,12 +147,14 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
         deadline_at=now + timedelta(seconds=min(timeouts)),
     )
     db.session.add(job)
-    position = 0
-    for model in spec.models:
-        for region in spec.regions:
+    executions: dict[tuple[str, str], Execution] = {}
+    # The same walk the estimate priced (jobspec.NormalizedSpec.planned).
+    for model, region, question, run in spec.planned():
+        execution = executions.get((model.id, region.id))
+        if execution is None:
             execution = Execution(
                 job=job,
-                position=position,
+                position=len(executions),
                 model_id=model.id,
                 model_name=model.name,
                 model_icon=model.icon,
@@ -155,21 +164,19 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
                 provider_model=model.provider_model,
                 status=RunStatus.QUEUED,
             )
-            position += 1
-            for question in spec.questions:
-                for run in range(1, spec.runs + 1):
-                    execution.answers.append(
-                        Answer(
-                            question_index=question["index"],
-                            question_id=question["id"],
-                            prompt=question["prompt"],
-                            language=question["language"],
-                            question_version=question["version"],
-                            run=run,
-                            status=RunStatus.QUEUED,
-                        )
-                    )
+            executions[(model.id, region.id)] = execution
             db.session.add(execution)
+        execution.answers.append(
+            Answer(
+                question_index=question["index"],
+                question_id=question["id"],
+                prompt=question["prompt"],
+                language=question["language"],
+                question_version=question["version"],
+                run=run,
+                status=RunStatus.QUEUED,
+            )
+        )
     if spec.nonce is not None:
         db.session.add(UsedNonce(public_key=verified.public_key, nonce=spec.nonce, job_id=job_id))
     return job

@@ -1,7 +1,7 @@
 """What every provider kind shares: the result and error types and small parsing helpers.
 
-Both `portal.providers.http` and `portal.providers.local` build on this module; it imports
-neither of them.
+`portal.providers.http`, the wire formats (`openai`, `ollama`, `anthropic`) and
+`portal.providers.local` build on this module; it imports none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,17 @@ class ProviderResult:
     prompt_tokens: int | None
     completion_tokens: int | None
     served_by: dict = field(default_factory=dict)  # portal/providers/served_by.py
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a wire format read from a provider's answer: its text (None, with the problem,
+    when it had none) and the token counts it reported."""
+
+    text: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    problem: str | None = None
 
 
 class ProviderError(Exception):

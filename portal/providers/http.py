@@ -1,7 +1,10 @@
 """Provider calls: one prompt to one model in one region, over HTTP or on this machine.
 
-The HTTP kinds (openai, ollama) live here; the local llama.cpp kind lives in
-`portal.providers.local`, the result and error types in `portal.providers.common`.
+The HTTP kinds share this module's exchange; each wire format (`openai`, `ollama`,
+`anthropic`) is a small module saying where to post, what body to send and how to read the
+answer. The local llama.cpp kind lives in `portal.providers.local`, the result and error types
+in `portal.providers.common`. A region's headers and extra_body, and the temperature and
+max_tokens of a region or model, reach every HTTP request here (portal/call_options.py).
 
 `call()` returns a `ProviderResult` or raises `ProviderError`, whose message names the region
 and says what went wrong in words a user can act on, and whose `transient` flag tells the
@@ -24,8 +27,9 @@ from pathlib import Path
 import gevent
 import gevent.monkey
 
+from portal import call_options
 from portal.config import Model, Region
-from portal.providers import http_pool, local
+from portal.providers import anthropic, http_pool, local, ollama, openai
 from portal.providers import served_by as provenance
 from portal.providers.common import (
     DETAIL_CHARS,
@@ -33,11 +37,12 @@ from portal.providers.common import (
     ProviderError,
     ProviderResult,
     clip,
-    count,
     dig,
 )
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# The wire format of each HTTP provider kind.
+WIRES = {"openai": openai, "ollama": ollama, "anthropic": anthropic}
 
 
 def call(
@@ -46,21 +51,22 @@ def call(
     prompt: str,
     *,
     timeout_s: float,
-    max_tokens: int = 256,
-    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
 ) -> ProviderResult:
-    """Sends one prompt to one model in one region and returns its answer."""
+    """Sends one prompt to one model in one region and returns its answer; max_tokens and
+    temperature default to the region's, else the model's (call_options)."""
+    if max_tokens is None:
+        max_tokens = call_options.max_tokens_for(region, model)
+    if temperature is None:
+        temperature = call_options.temperature_for(region, model)
     started_at = datetime.now(UTC)
     start = time.monotonic()
     deadline = start + timeout_s
-    if region.provider == "openai":
-        text, prompt_tokens, completion_tokens, said = _call_openai(
-            region, model, prompt, deadline, timeout_s, max_tokens, temperature
-        )
-        served_as = _provider_model(model)
-    elif region.provider == "ollama":
-        text, prompt_tokens, completion_tokens, said = _call_ollama(
-            region, model, prompt, deadline, timeout_s, max_tokens, temperature
+    wire = WIRES.get(region.provider)
+    if wire is not None:
+        text, prompt_tokens, completion_tokens, said = _call_http(
+            wire, region, model, prompt, deadline, timeout_s, max_tokens, temperature
         )
         served_as = _provider_model(model)
     elif region.provider == "local":
@@ -72,7 +78,8 @@ def call(
         said = {"model": served_as}
     else:
         raise ProviderError(
-            f"{region.id}: unknown provider kind {region.provider!r} (use openai, ollama or local)",
+            f"{region.id}: unknown provider kind {region.provider!r}"
+            " (use openai, ollama, anthropic or local)",
             transient=False,
         )
     finished_at = datetime.now(UTC)
@@ -101,36 +108,31 @@ def _provider_model(model: Model) -> str:
 # --- HTTP providers ---------------------------------------------------------------------------
 
 
-def _call_openai(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
-    url = f"{_base_url(region)}/chat/completions"
-    payload = {
-        "model": _provider_model(model),
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-    }
-    data, said = _post_json(region, url, payload, deadline, timeout_s)
-    content = dig(data, "choices", 0, "message", "content")
-    if not isinstance(content, str):
-        raise _unexpected(region, url, data, "no text at choices[0].message.content")
-    usage = dig(data, "usage")
-    usage = usage if isinstance(usage, dict) else {}
-    return content, count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")), said
+def _call_http(wire, region, model, prompt, deadline, timeout_s, max_tokens, temperature):
+    url = f"{_base_url(region)}{wire.PATH}"
+    payload = wire.body(_provider_model(model), prompt, max_tokens, temperature)
+    payload = call_options.merged_body(payload, region.extra_body)
+    data, said = _post_json(region, url, payload, _headers(wire, region), deadline, timeout_s)
+    reply = wire.read(data)
+    if reply.text is None:
+        raise _unexpected(region, url, data, reply.problem)
+    return reply.text, reply.prompt_tokens, reply.completion_tokens, said
 
 
-def _call_ollama(region, model, prompt, deadline, timeout_s, max_tokens, temperature):
-    url = f"{_base_url(region)}/api/chat"
-    payload = {
-        "model": _provider_model(model),
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": False,
-        "options": {"temperature": temperature, "num_predict": max_tokens},
-    }
-    data, said = _post_json(region, url, payload, deadline, timeout_s)
-    content = dig(data, "message", "content")
-    if not isinstance(content, str):
-        raise _unexpected(region, url, data, "no text at message.content")
-    return content, count(dig(data, "prompt_eval_count")), count(dig(data, "eval_count")), said
+def _headers(wire, region: Region) -> dict:
+    """Returns the request headers: the exchange's, the key, the wire format's, the region's."""
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    token = os.environ.get(region.api_key_env) if region.api_key_env else None
+    if token:
+        headers.update(wire.auth(token))
+    headers.update(wire.HEADERS)
+    for name, value in region.headers:
+        # A region's header replaces one of the same name whatever its case (config refuses
+        # the transport's own and the key's).
+        for same in [k for k in headers if k.lower() == name.lower()]:
+            del headers[same]
+        headers[name] = value
+    return headers
 
 
 def _base_url(region: Region) -> str:
@@ -142,12 +144,8 @@ def _base_url(region: Region) -> str:
     return region.base_url.rstrip("/")
 
 
-def _post_json(region: Region, url: str, payload: dict, deadline: float, timeout_s: float):
+def _post_json(region: Region, url: str, payload: dict, headers: dict, deadline, timeout_s):
     """Posts `payload`; returns a 2xx answer's JSON and served_by, else raises ProviderError."""
-    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-    token = os.environ.get(region.api_key_env) if region.api_key_env else None
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     timed_out = f"{region.id}: no complete answer from {url} within {timeout_s:g} s"
     try:
         with _deadline_guard(deadline):
@@ -224,7 +222,8 @@ def _http_error(region: Region, url: str, status: int, headers, body: bytes) -> 
             message += f": {detail}"
     if status in (401, 403) and region.api_key_env:
         if os.environ.get(region.api_key_env):
-            message += f" (the bearer token comes from {region.api_key_env})"
+            words = WIRES[region.provider].KEY_WORDS if region.provider in WIRES else "key"
+            message += f" (the {words} comes from {region.api_key_env})"
         else:
             message += f" (the environment variable {region.api_key_env} is not set)"
     transient = status in (408, 429) or status >= 500

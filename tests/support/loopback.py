@@ -1,11 +1,12 @@
-"""A loopback LLM provider: a real HTTP server speaking the OpenAI and Ollama chat APIs.
+"""A loopback LLM provider: a real HTTP server speaking the OpenAI, Ollama and Anthropic APIs.
 
 It stands in for third-party hosts in tests, benchmarks and the deployment check. Answers are
-deterministic (`[label] model answers: prompt`), latency is slept inside each request so
-in-flight counts are real, and faults (HTTP errors, hangs, resets, garbage, slow drips, huge
-bodies, a null answer text) can be scripted per model or prompt. Run it as a process with
-`python -m tests.support.loopback --port N --latency S --kind openai|ollama`; it prints
-`listening on <base_url>` and serves `GET /_stats` and `POST /_reset` for the caller.
+deterministic (`[label] model answers: prompt`, cut to the request's max_tokens words), latency
+is slept inside each request so in-flight counts are real, every request's headers and body are
+recorded, and faults (HTTP errors, a refused key, hangs, resets, garbage, slow drips, huge
+bodies, a null answer text, an answer without usage) can be scripted per model or prompt. Run it
+as a process with `python -m tests.support.loopback --port N --latency S --kind openai|ollama`;
+it prints `listening on <base_url>` and serves `GET /_stats` and `POST /_reset` for the caller.
 """
 
 from __future__ import annotations
@@ -24,7 +25,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("500", "503", "404", "429", "hang", "reset", "garbage", "huge", "drip", "null-content")
+FAULTS = (
+    "500",
+    "503",
+    "404",
+    "401",
+    "401-echo",
+    "429",
+    "hang",
+    "reset",
+    "garbage",
+    "huge",
+    "drip",
+    "null-content",
+    "no-usage",
+)
 HUGE_BYTES = 10 * 1024 * 1024
 _ERRORS = {
     "500": (500, "internal server error", "server_error"),
@@ -109,6 +124,8 @@ class LoopbackProvider:
         self.label = label
         self.responder = responder or default_responder(label)
         self.calls: list[dict] = []
+        # (prompt_tokens, completion_tokens) to report instead of the words counted, or None.
+        self.usage: tuple[int, int] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
         self._address = (host, port)
@@ -131,6 +148,10 @@ class LoopbackProvider:
 
     @property
     def base_url_ollama(self) -> str:
+        return f"http://{self._address[0]}:{self.port}"
+
+    @property
+    def base_url_anthropic(self) -> str:
         return f"http://{self._address[0]}:{self.port}"
 
     def start(self) -> LoopbackProvider:
@@ -306,7 +327,11 @@ class _Handler(BaseHTTPRequestHandler):
             owner.reset()
             self._send_json(200, {"reset": True})
             return
-        kinds = {"/v1/chat/completions": "openai", "/api/chat": "ollama"}
+        kinds = {
+            "/v1/chat/completions": "openai",
+            "/api/chat": "ollama",
+            "/v1/messages": "anthropic",
+        }
         if path not in kinds:
             self._send_json(404, {"error": f"no such path: {path}"})
             return
@@ -318,6 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt": _last_user_message(payload) if payload else None,
             "payload": payload,
             "authorization": self.headers.get("Authorization"),
+            "headers": dict(self.headers.items()),
             "started": time.time(),
             "finished": None,
             "status": None,
@@ -332,14 +358,21 @@ class _Handler(BaseHTTPRequestHandler):
             if problem:
                 status = self._send_error(kind, 400, problem, "invalid_request_error")
             else:
-                status = self._answer(kind, record["model"], record["prompt"], fault)
+                status = self._answer(kind, payload, record["prompt"], fault)
         except OSError:
             pass  # the client went away; the record keeps status None
         finally:
             owner._end(record, status)
 
-    def _answer(self, kind: str, model: str, prompt: str, fault: str | None) -> int | None:
+    def _answer(self, kind: str, payload: dict, prompt: str, fault: str | None) -> int | None:
         owner = self.server.provider
+        model = payload["model"]
+        if fault == "401":
+            return self._send_error(kind, 401, "invalid api key", "authentication_error")
+        if fault == "401-echo":  # as hosts that quote the key they refused
+            sent = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            message = f"Incorrect API key provided: {sent}"
+            return self._send_error(kind, 401, message, "authentication_error")
         if fault in _ERRORS:
             status, message, code = _ERRORS[fault]
             retry = {"Retry-After": "1"} if fault == "429" else {}
@@ -358,10 +391,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "huge":
             return self._send_huge()
         text = None if fault == "null-content" else owner.responder(model, prompt)
-        answer = _openai_answer if kind == "openai" else _ollama_answer
-        doc = answer(model, prompt, text)
+        limit = _max_tokens(kind, payload)
+        if text is not None and limit is not None:
+            text = " ".join(text.split(" ")[:limit])  # one word per token, as max_tokens asks
+        answer = {"openai": _openai_answer, "ollama": _ollama_answer}.get(kind, _anthropic_answer)
+        doc = answer(model, prompt, text, owner.usage)
         if kind == "openai":  # what hosts and routers say about themselves (served_by)
             doc.update(system_fingerprint=f"fp-{owner.label}", provider=owner.label)
+        if fault == "no-usage":
+            for name in ("usage", "prompt_eval_count", "eval_count"):
+                doc.pop(name, None)
         data = json.dumps(doc).encode()
         if fault == "drip":
             return self._send_drip(data)
@@ -374,6 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, kind, status, message, code, headers=None) -> int:
         if kind == "openai":
             data = {"error": {"message": message, "type": code, "code": status}}
+        elif kind == "anthropic":
+            data = {"type": "error", "error": {"type": code, "message": message}}
         else:
             data = {"error": message}
         return self._send_json(status, data, headers)
@@ -443,7 +484,19 @@ def _parse_request(kind: str, body: bytes) -> tuple[dict | None, str | None]:
         return payload, "no message with role 'user'"
     if kind == "ollama" and payload.get("stream") is not False:
         return payload, "this server answers only requests with stream: false"
+    if kind == "anthropic" and not isinstance(payload.get("max_tokens"), int):
+        return payload, "max_tokens: Field required"
     return payload, None
+
+
+def _max_tokens(kind: str, payload: dict) -> int | None:
+    """Returns the most answer tokens the request allows, if it says."""
+    if kind == "ollama":
+        options = payload.get("options")
+        value = options.get("num_predict") if isinstance(options, dict) else None
+    else:
+        value = payload.get("max_tokens")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _last_user_message(payload: dict) -> str | None:
@@ -457,8 +510,13 @@ def _last_user_message(payload: dict) -> str | None:
     return None
 
 
-def _openai_answer(model: str, prompt: str, text: str | None) -> dict:
-    prompt_tokens, completion_tokens = len(prompt.split()) or 1, len((text or "").split()) or 1
+def _tokens(prompt: str, text: str | None, usage: tuple[int, int] | None) -> tuple[int, int]:
+    """Returns the usage to report: words counted, or the override the test set."""
+    return usage or (len(prompt.split()) or 1, len((text or "").split()) or 1)
+
+
+def _openai_answer(model: str, prompt: str, text: str | None, usage=None) -> dict:
+    prompt_tokens, completion_tokens = _tokens(prompt, text, usage)
     return {
         "id": f"chatcmpl-loopback-{time.time_ns()}",
         "object": "chat.completion",
@@ -475,15 +533,29 @@ def _openai_answer(model: str, prompt: str, text: str | None) -> dict:
     }
 
 
-def _ollama_answer(model: str, prompt: str, text: str | None) -> dict:
+def _ollama_answer(model: str, prompt: str, text: str | None, usage=None) -> dict:
+    prompt_tokens, completion_tokens = _tokens(prompt, text, usage)
     return {
         "model": model,
         "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "message": {"role": "assistant", "content": text},
         "done": True,
         "done_reason": "stop",
-        "prompt_eval_count": len(prompt.split()) or 1,
-        "eval_count": len((text or "").split()) or 1,
+        "prompt_eval_count": prompt_tokens,
+        "eval_count": completion_tokens,
+    }
+
+
+def _anthropic_answer(model: str, prompt: str, text: str | None, usage=None) -> dict:
+    prompt_tokens, completion_tokens = _tokens(prompt, text, usage)
+    return {
+        "id": f"msg_loopback_{time.time_ns()}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [] if text is None else [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
     }
 
 

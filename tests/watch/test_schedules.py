@@ -47,7 +47,8 @@ def test_slots_are_aligned_and_named():
 
 def test_a_slot_is_submitted_once_signed_with_the_portal_key(make_app, config_path):
     app = make_app(BEACON_CONFIG=str(config_path))
-    now = datetime.now(UTC)
+    # One second into the current slot, so half a second later is still the same slot.
+    now = schedules.slot_start(5, datetime.now(UTC)) + timedelta(seconds=1)
     job_id = submit(app, now)
     slot = schedules.slot_start(5, now)
     assert job_id == schedules.slot_job_id("pulse", slot)

@@ -365,3 +365,26 @@ def test_every_page_kind_runs_under_the_csp_without_console_errors(server, brows
     healthy = page.locator('#regions tr[data-health="ok"]')
     assert healthy.count() == 3
     assert dialogs == []
+
+
+def test_the_estimate_follows_the_form_and_without_javascript_its_button(server, browser):
+    page, dialogs = new_page(browser)
+    page.goto(f"{server.url}/jobs/new")
+    count = page.locator("#job-estimate .estimate strong").first
+    assert count.inner_text() == "27"  # 3 control questions x 3 models x 3 regions
+    # The three-regions configuration has no prices: the form says so rather than guessing.
+    assert "the cost is unknown: no price for" in page.locator("#job-estimate").inner_text()
+    page.check('input[name="questions"][value="tiananmen_neutral"]')
+    sync_api.expect(count).to_have_text("36")  # the section swapped itself (htmx, under CSP)
+    page.fill('input[name="runs"]', "2")
+    page.locator('input[name="runs"]').dispatch_event("change")
+    sync_api.expect(page.locator("#job-estimate .estimate strong").first).to_have_text("72")
+    assert page.url.endswith("/jobs/new")  # nothing was submitted
+    plain, _ = new_page(browser, javascript=False)
+    plain.goto(f"{server.url}/jobs/new")
+    plain.check('input[name="questions"][value="tiananmen_neutral"]')
+    plain.click('button[name="estimate"]')
+    assert plain.url.endswith("/jobs/new/estimate")
+    assert plain.locator("#job-estimate .estimate strong").first.inner_text() == "36"
+    assert plain.locator('input[name="questions"][value="tiananmen_neutral"]').is_checked()
+    assert dialogs == []

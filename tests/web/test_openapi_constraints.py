@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from portal.config import PROVIDER_KINDS
+from portal.config_tables import PROVIDER_KINDS
 from portal.intake import signing
 from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from portal.status import JOB_STATUSES, RUN_STATUSES

@@ -200,6 +200,9 @@ def list_models():
             "icon": m.icon,
             "provider_model": m.provider_model,
             "default": m in config.default_models(),
+            # USD per million tokens in every region that does not override them; null: unpriced.
+            "price_in_per_mtok": m.price_in_per_mtok,
+            "price_out_per_mtok": m.price_out_per_mtok,
         }
         for m in config.models.values()
     ]

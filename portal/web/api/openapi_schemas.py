@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.config import PROVIDER_KINDS
+from portal.config_tables import PROVIDER_KINDS
 from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from portal.intake.signing import KEY_BYTES, SIGNATURE_BYTES
 from portal.status import CLASSIFIED, JOB_STATUSES, RUN_STATUSES
@@ -82,6 +82,7 @@ def jobspec_properties() -> dict:
     constraints["min_regions"]["minimum"] = 0
     constraints["min_success_rate"].update(minimum=0, maximum=1)
     constraints["timeout"].update(minimum=0, description="job deadline in nanoseconds")
+    constraints["max_cost_usd"].update(minimum=0, description="the job's own budget in USD")
     props["constraints"]["properties"] = constraints
     return props
 
@@ -117,6 +118,7 @@ SCHEMAS = {
             "latency_ms": nullable(INT),
             "prompt_tokens": nullable(INT),
             "completion_tokens": nullable(INT),
+            "cost_usd": nullable(NUM),
             "classification": nullable(STR),
             "served_by": {"type": "object"},
             "judgement": {"oneOf": [ref("Judgement"), {"type": "null"}]},
@@ -177,7 +179,15 @@ SCHEMAS = {
                 "items": obj({"index": INT, "id": nullable(STR), "prompt": STR}),
             },
             "runs": INT,
-            "constraints": obj({"min_regions": nullable(INT), "min_success_rate": nullable(NUM)}),
+            "constraints": obj(
+                {
+                    "min_regions": nullable(INT),
+                    "min_success_rate": nullable(NUM),
+                    "max_cost_usd": nullable(NUM),
+                }
+            ),
+            "cost_usd": nullable(NUM),
+            "estimated_cost_usd": nullable(NUM),
             "counts": ref("Counts"),
             "meets_constraints": nullable(BOOL),
             "submitted_at": TIME,
@@ -201,7 +211,17 @@ SCHEMAS = {
             "submitted_at",
         ],
     ),
-    "Model": obj({"id": STR, "name": STR, "icon": STR, "provider_model": STR, "default": BOOL}),
+    "Model": obj(
+        {
+            "id": STR,
+            "name": STR,
+            "icon": STR,
+            "provider_model": STR,
+            "default": BOOL,
+            "price_in_per_mtok": nullable(NUM),
+            "price_out_per_mtok": nullable(NUM),
+        }
+    ),
     "Region": obj(
         {
             "id": STR,

@@ -19,6 +19,8 @@ from wtforms.validators import InputRequired, NumberRange, Optional, ValidationE
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.config import BeaconConfig
+from portal.errors import DomainError
+from portal.intake import estimate
 from portal.intake.jobspec import MAX_PROMPT_CHARS, MAX_RUNS
 from portal.times import iso, utcnow
 
@@ -98,6 +100,22 @@ class JobForm(FlaskForm):
             },
             "questions": questions,
             "runs": self.runs.data or 1,
+        }
+
+    def estimate(self, config: BeaconConfig) -> dict:
+        """Returns what the form's job would cost at most, for the form to show before submit:
+        {answers, cost_usd, unpriced, limit, over}, or {problem} when it is no job yet."""
+        try:
+            found, limit = estimate.preview(self.job_spec(), config)
+        except DomainError as exc:
+            return {"problem": exc.message}
+        over = limit is not None and (found.cost_usd is None or found.cost_usd > limit)
+        return {
+            "answers": found.answers,
+            "cost_usd": found.cost_usd,
+            "unpriced": [f"{model} in {region}" for model, region in found.unpriced],
+            "limit": limit,
+            "over": over,
         }
 
 

@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from portal import settings
+from portal import prices, settings
 from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
@@ -53,6 +53,7 @@ FIELD_OF = {
     "constraints.regions": "regions",
     "runs": "runs",
     "too_many_answers": "runs",
+    "over_budget": "runs",
 }
 
 
@@ -102,6 +103,12 @@ def age(value: str | None) -> str:
         if seconds >= size:
             return f"{seconds // size} {unit} ago"
     return f"{seconds} s ago"
+
+
+@bp.app_template_filter("usd")
+def usd(value: float | None) -> str:
+    """Formats USD for people: "$0.00213", "$1.50"; "—" when unknown."""
+    return "—" if value is None else prices.format_usd(value)
 
 
 def _is_admin() -> bool:
@@ -181,8 +188,25 @@ def create_job():
             status = 429 if isinstance(exc, RateLimited) else status
         else:
             return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
-    context = {"form": form, "question_groups": question_groups(config), "beacon": config}
-    return htmx.render("new_job.html", "partials/job_form.html", context, status)
+    return _job_form(form, config, "partials/job_form.html", status)
+
+
+@bp.post("/jobs/new/estimate")
+@admin_required
+def estimate_job():
+    """Shows what the form's job would cost at most, without submitting it."""
+    config = settings.current().config
+    return _job_form(JobForm(config), config, "partials/job_estimate.html")
+
+
+def _job_form(form: JobForm, config: BeaconConfig, partial: str, status: int = 200):
+    context = {
+        "form": form,
+        "question_groups": question_groups(config),
+        "beacon": config,
+        "estimate": form.estimate(config),
+    }
+    return htmx.render("new_job.html", partial, context, status)
 
 
 def _field_for(exc: DomainError) -> str:
