@@ -46,6 +46,8 @@ class Question:
     framing_terms: tuple[str, ...] = ()
     language: str = DEFAULT_LANGUAGE
     variants: dict[str, str] = field(default_factory=dict)
+    # Where it was defined: a question file's path, or "" for the configuration's own bank.
+    source: str = field(default="", compare=False)
 
     @property
     def version(self) -> str:

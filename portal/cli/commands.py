@@ -25,12 +25,14 @@ _GRACE = timedelta(seconds=30)
 def register(app: Flask) -> None:
     """Adds the `beacon` command group to the app."""
     from portal.cli import judge as judge_cli
+    from portal.cli.questions import questions_group
     from portal.cli.recompare import recompare_command
 
     beacon.add_command(recompare_command)
     beacon.add_command(backfill_receipts_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
+    beacon.add_command(questions_group)
     app.cli.add_command(beacon)
 
 
