@@ -69,6 +69,36 @@ def prompt_version(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:VERSION_HEX]
 
 
+def asked_languages(question: dict) -> list[dict]:
+    """The [{"language", "prompt", "version"}] a job's question is asked in, in order; a job
+    stored before languages were asked gives its one prompt (its language `en` if unstated)."""
+    if question.get("languages"):
+        return question["languages"]
+    prompt = question.get("prompt") or ""
+    return [
+        {
+            "language": question.get("language") or DEFAULT_LANGUAGE,
+            "prompt": prompt,
+            "version": question.get("version") or prompt_version(prompt),
+        }
+    ]
+
+
+def bank_languages(bank: dict[str, Question]) -> dict[str, int]:
+    """{language: how many questions have it} over the bank, in the order they first appear."""
+    counts: dict[str, int] = {}
+    for question in bank.values():
+        for language in question.languages:
+            counts[language] = counts.get(language, 0) + 1
+    return counts
+
+
+def job_languages(questions: list[dict]) -> list[str]:
+    """Every language a job's questions are asked in, in the order they first appear."""
+    found = dict.fromkeys(a["language"] for q in questions for a in asked_languages(q))
+    return list(found)
+
+
 def language_tag(text: str) -> str | None:
     """Returns the BCP 47 tag in its usual case (`zh-Hant`, `pt-BR`), or None when `text` is
     not shaped like one."""

@@ -155,19 +155,21 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
                 status="queued",
             )
             position += 1
+            # One answer per (question, language) pair and run (SPEC section 11).
             for question in spec.questions:
-                for run in range(1, spec.runs + 1):
-                    execution.answers.append(
-                        Answer(
-                            question_index=question["index"],
-                            question_id=question["id"],
-                            prompt=question["prompt"],
-                            language=question["language"],
-                            question_version=question["version"],
-                            run=run,
-                            status="queued",
+                for asked in question["languages"]:
+                    for run in range(1, spec.runs + 1):
+                        execution.answers.append(
+                            Answer(
+                                question_index=question["index"],
+                                question_id=question["id"],
+                                prompt=asked["prompt"],
+                                language=asked["language"],
+                                question_version=asked["version"],
+                                run=run,
+                                status="queued",
+                            )
                         )
-                    )
             db.session.add(execution)
     if spec.nonce is not None:
         db.session.add(UsedNonce(public_key=verified.public_key, nonce=spec.nonce, job_id=job_id))

@@ -274,6 +274,7 @@ def paths() -> dict:
                     path_param("question_id", {"type": "string"}),
                     query("model_id", STR, "only this model"),
                     query("region", STR, "only this region"),
+                    query("language", STR, "only answers asked in this language (BCP 47)"),
                     LIMIT,
                     query(
                         "cursor",

@@ -55,6 +55,8 @@ FIELD_OF = {
     "constraints.regions": "regions",
     "runs": "runs",
     "too_many_answers": "runs",
+    "unknown_language": "languages",
+    "languages": "languages",
 }
 
 
