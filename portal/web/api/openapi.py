@@ -6,6 +6,7 @@ from portal.web.api import openapi_provenance as provenance_openapi
 from portal.web.api.openapi_schemas import (
     BOOL,
     INT,
+    LANGUAGE,
     SCHEMAS,
     STATUS_ANSWER,
     STATUS_JOB,
@@ -274,7 +275,7 @@ def paths() -> dict:
                     path_param("question_id", {"type": "string"}),
                     query("model_id", STR, "only this model"),
                     query("region", STR, "only this region"),
-                    query("language", STR, "only answers asked in this language (BCP 47)"),
+                    query("language", LANGUAGE, "only answers asked in this language"),
                     LIMIT,
                     query(
                         "cursor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from portal.config import PROVIDER_KINDS
 from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from portal.intake.signing import KEY_BYTES, SIGNATURE_BYTES
+from portal.questions import LANGUAGE_TAG
 from portal.status import CLASSIFIED, JOB_STATUSES, RUN_STATUSES
 
 STR, INT, NUM, BOOL = (
@@ -14,6 +15,8 @@ STR, INT, NUM, BOOL = (
     {"type": "boolean"},
 )
 TIME = {"type": ["string", "null"], "format": "date-time"}
+# A BCP 47 tag as the portal reads one (any case): en, zh-TW, pt-BR.
+LANGUAGE = {"type": "string", "pattern": f"^{LANGUAGE_TAG.pattern}$"}
 
 
 def nullable(schema: dict) -> dict:
@@ -77,7 +80,7 @@ def jobspec_properties() -> dict:
         props[name]["description"] = f"standard base64 of the {size}-byte Ed25519 {what}"
     for name in ("models", "questions"):
         props[name]["items"] = {"type": ["string", "object"]}
-    props["languages"]["items"] = STR
+    props["languages"]["items"] = LANGUAGE
     props["languages"]["description"] = (
         "BCP 47 tags: ask each bank question in each listed language it has (also accepted "
         "as metadata.languages)"
