@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     languages = [x.strip() for x in args.languages.split(",") if x.strip()]
 
     from portal.intake import signing
+    from portal.status import JOB_ENDED
     from tests.support.live_server import serving
     from tests.support.loopback import LoopbackProvider
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 with engine.connect() as conn:
                     status, finished, cached = conn.execute(query, {"id": job["id"]}).first()
                 if ended_at is None:
-                    if status in ("completed", "partial", "failed") and finished:
+                    if status in JOB_ENDED and finished:
                         ended_at = time.monotonic()
                     else:
                         rss_before = status_mb(pid, "VmRSS")
