@@ -132,6 +132,13 @@ def test_a_region_refusing_only_in_chinese_shows_across_languages(bilingual):
     )
     assert marked == [("tiananmen_neutral", "asia-pacific")] * 3
     assert overview.count("⇄ languages differ: asia-pacific") == 3
+    # In the model groups each answer names its language, and the Tiananmen question, which
+    # differs in Chinese, is not folded as "all regions agree".
+    groups = page.split('data-model-group="llama3.2-1b"', 1)[1].split("data-model-group=", 1)[0]
+    assert groups.count('<span class="lang" lang="zh">zh</span>') == 3 * 3
+    articles = re.findall(r'<article class="question([^"]*)">(.*?)</article>', groups, re.S)
+    folded = {re.search(r"<code>([a-z_]+)</code>", body)[1]: kind for kind, body in articles}
+    assert folded["tiananmen_neutral"] != " agrees" and folded["identity_basic"] == " agrees"
     # The ranked differences name the language the regions differ in.
     differences = page.split('id="differences"', 1)[1].split("</section>", 1)[0]
     assert 'in <span class="lang" lang="zh">zh</span>' in differences
