@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
 from portal.db import UTCDateTime, db
+from portal.questions import job_languages
 
 # The vocabulary lives in portal.status; these names stay importable from here.
 from portal.status import ACTIVE as ACTIVE
@@ -92,6 +93,7 @@ class Job(db.Model):
             "models": list(self.models),
             "regions": list(self.regions),
             "questions": list(self.questions),
+            "languages": job_languages(self.questions),
             "runs": self.runs,
             "constraints": {
                 "min_regions": self.min_regions,
@@ -137,7 +139,9 @@ class Execution(db.Model):
 
     job: Mapped[Job] = relationship(back_populates="executions")
     answers: Mapped[list[Answer]] = relationship(
-        back_populates="execution", order_by="(Answer.question_index, Answer.run)"
+        # Within a question, the order they were stored in: language by language, runs in order.
+        back_populates="execution",
+        order_by="(Answer.question_index, Answer.id)",
     )
 
     def to_dict(self, with_answers: bool = False) -> dict:

@@ -46,6 +46,8 @@ class Question:
     framing_terms: tuple[str, ...] = ()
     language: str = DEFAULT_LANGUAGE
     variants: dict[str, str] = field(default_factory=dict)
+    # Where it was defined: a question file's path, or "" for the configuration's own bank.
+    source: str = field(default="", compare=False)
 
     @property
     def version(self) -> str:
@@ -65,6 +67,36 @@ class Question:
 def prompt_version(prompt: str) -> str:
     """A prompt's version: the first 12 hex digits of the SHA-256 of its UTF-8 bytes."""
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:VERSION_HEX]
+
+
+def asked_languages(question: dict) -> list[dict]:
+    """The [{"language", "prompt", "version"}] a job's question is asked in, in order; a job
+    stored before languages were asked gives its one prompt (its language `en` if unstated)."""
+    if question.get("languages"):
+        return question["languages"]
+    prompt = question.get("prompt") or ""
+    return [
+        {
+            "language": question.get("language") or DEFAULT_LANGUAGE,
+            "prompt": prompt,
+            "version": question.get("version") or prompt_version(prompt),
+        }
+    ]
+
+
+def bank_languages(bank: dict[str, Question]) -> dict[str, int]:
+    """{language: how many questions have it} over the bank, in the order they first appear."""
+    counts: dict[str, int] = {}
+    for question in bank.values():
+        for language in question.languages:
+            counts[language] = counts.get(language, 0) + 1
+    return counts
+
+
+def job_languages(questions: list[dict]) -> list[str]:
+    """Every language a job's questions are asked in, in the order they first appear."""
+    found = dict.fromkeys(a["language"] for q in questions for a in asked_languages(q))
+    return list(found)
 
 
 def language_tag(text: str) -> str | None:

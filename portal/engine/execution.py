@@ -121,7 +121,7 @@ def run_execution(
     unfinished = db.session.scalars(
         select(Answer.id)
         .where(Answer.execution_id == execution_id, Answer.status.in_(ACTIVE))
-        .order_by(Answer.question_index, Answer.run)
+        .order_by(Answer.question_index, Answer.id)
     ).all()
     db.session.commit()
     for answer_id in unfinished:
@@ -356,7 +356,7 @@ def _end_execution(ctx: _Context, with_receipt: bool, append_error: str = "") ->
     answers = db.session.scalars(
         select(Answer)
         .where(Answer.execution_id == ctx.execution_id)
-        .order_by(Answer.question_index, Answer.run)
+        .order_by(Answer.question_index, Answer.id)
         .execution_options(populate_existing=True)
     ).all()
     statuses = [a.status for a in answers]

@@ -35,7 +35,7 @@ def estimate(spec: NormalizedSpec) -> Estimate:
     pairs: dict[tuple[str, str], tuple] = {}
     bounds: dict[str, int] = {}
     total, answers = 0.0, 0
-    for model, region, question, _run in spec.planned():
+    for model, region, _question, asked, _run in spec.planned():
         answers += 1
         pair = pairs.get((model.id, region.id))
         if pair is None:
@@ -44,7 +44,7 @@ def estimate(spec: NormalizedSpec) -> Estimate:
         price, max_tokens = pair
         if price is None:
             continue
-        prompt = question["prompt"]
+        prompt = asked["prompt"]
         tokens = bounds.get(prompt)
         if tokens is None:
             tokens = bounds[prompt] = prices.prompt_token_bound(prompt)

@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 
 from portal.config import BeaconConfig, Model, Region
 from portal.errors import Invalid
-from portal.questions import LITERAL_LANGUAGE, prompt_version
-from portal.storable import storable_text
+from portal.intake.job_questions import MAX_PROMPT_CHARS as MAX_PROMPT_CHARS
+from portal.intake.job_questions import normalize_languages, normalize_questions
 
 MAX_RUNS = 10
 MAX_MIN_REGIONS = 1_000
-MAX_PROMPT_CHARS = 8_000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 # Top-level fields whose type is checked; anything else is kept as it is.
@@ -32,6 +31,7 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "metadata": (dict, type(None)),
     "models": (list,),
     "questions": (list, type(None)),
+    "languages": (list, type(None)),
     "runs": (int,),
     "created_at": (str,),
     "signature": (str,),
@@ -65,17 +65,21 @@ class NormalizedSpec:
 
     @property
     def answer_count(self) -> int:
-        return len(self.models) * len(self.regions) * len(self.questions) * self.runs
+        """Every answer the job stores: models x regions x (question, language) pairs x runs."""
+        pairs = sum(len(question["languages"]) for question in self.questions)
+        return len(self.models) * len(self.regions) * pairs * self.runs
 
-    def planned(self) -> Iterator[tuple[Model, Region, dict, int]]:
-        """Yields every answer the job will have as (model, region, question, run), in the
-        order they are stored: submission builds its rows from this, and the estimate of its
-        cost prices this, so both count the same answers."""
+    def planned(self) -> Iterator[tuple[Model, Region, dict, dict, int]]:
+        """Yields every answer the job will have as (model, region, question, asked, run), where
+        `asked` is the language, prompt and version it is asked in, in the order they are
+        stored: submission builds its rows from this, and the estimate of its cost prices this,
+        so both count the same answers."""
         for model in self.models:
             for region in self.regions:
                 for question in self.questions:
-                    for run in range(1, self.runs + 1):
-                        yield model, region, question, run
+                    for asked in question["languages"]:
+                        for run in range(1, self.runs + 1):
+                            yield model, region, question, asked, run
 
 
 def invalid(code: str, message: str, fields: dict | None = None) -> Invalid:
@@ -139,7 +143,7 @@ def normalize(spec: dict, config: BeaconConfig) -> NormalizedSpec:
         job_id=job_id_of(spec),
         models=normalize_models(metadata.get("models", spec.get("models")), config),
         regions=normalize_regions(constraints.get("regions"), config),
-        questions=normalize_questions(spec, config),
+        questions=normalize_questions(spec, config, normalize_languages(spec, metadata)),
         runs=_runs(spec.get("runs", 1)),
         min_regions=_min_regions(constraints.get("min_regions")),
         min_success_rate=_rate(constraints.get("min_success_rate")),
@@ -203,71 +207,6 @@ def normalize_regions(raw: object, config: BeaconConfig) -> list[Region]:
         if region not in regions:
             regions.append(region)
     return regions
-
-
-def normalize_questions(spec: dict, config: BeaconConfig) -> list[dict]:
-    """Returns [{"index", "id", "prompt", "language", "version"}]: bank ids resolved to their
-    original prompt, literal prompts kept (language "und")."""
-    raw = spec.get("questions") or []
-    if not raw:
-        prompt = _input_prompt(spec)
-        if prompt is None:
-            raise invalid(
-                "no_prompt",
-                "the spec has no questions and no benchmark.input.data.prompt: nothing to ask",
-            )
-        raw = [prompt]
-    questions = []
-    for entry in raw:
-        question_id, prompt = _question(entry, config)
-        language = config.questions[question_id].language if question_id else LITERAL_LANGUAGE
-        questions.append(
-            {
-                "index": len(questions),
-                "id": question_id,
-                "prompt": prompt,
-                "language": language,
-                "version": prompt_version(prompt),
-            }
-        )
-    return questions
-
-
-def _question(entry: object, config: BeaconConfig) -> tuple[str | None, str]:
-    if isinstance(entry, dict):
-        entry = entry.get("id") or entry.get("prompt")
-    if not isinstance(entry, str) or not entry.strip():
-        raise invalid(
-            "invalid_field",
-            "each question must be a question id or prompt text",
-            {"questions": repr(entry)[:200]},
-        )
-    text = entry.strip()
-    if text in config.questions:
-        return text, config.questions[text].prompt
-    if not any(c.isspace() for c in text):
-        # A bare token that is not a known id must never reach a model as its prompt.
-        raise invalid(
-            "unknown_question",
-            f"unknown question id {text!r}; known ids: {', '.join(config.questions)}",
-            {"questions": text},
-        )
-    if len(text) > MAX_PROMPT_CHARS:
-        raise invalid(
-            "invalid_field",
-            f"a prompt is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}",
-            {"questions": text[:80]},
-        )
-    # Verified as signed; stored and asked as both databases can hold it (no NUL).
-    return None, storable_text(text)
-
-
-def _input_prompt(spec: dict) -> str | None:
-    benchmark = spec.get("benchmark")
-    source = benchmark.get("input") if isinstance(benchmark, dict) else None
-    data = source.get("data") if isinstance(source, dict) else None
-    prompt = data.get("prompt") if isinstance(data, dict) else None
-    return storable_text(prompt) if isinstance(prompt, str) and prompt.strip() else None
 
 
 def parse_timestamp(raw: object) -> datetime | None:

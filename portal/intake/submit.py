@@ -149,7 +149,7 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
     db.session.add(job)
     executions: dict[tuple[str, str], Execution] = {}
     # The same walk the estimate priced (jobspec.NormalizedSpec.planned).
-    for model, region, question, run in spec.planned():
+    for model, region, question, asked, run in spec.planned():
         execution = executions.get((model.id, region.id))
         if execution is None:
             execution = Execution(
@@ -170,9 +170,9 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
             Answer(
                 question_index=question["index"],
                 question_id=question["id"],
-                prompt=question["prompt"],
-                language=question["language"],
-                question_version=question["version"],
+                prompt=asked["prompt"],
+                language=asked["language"],
+                question_version=asked["version"],
                 run=run,
                 status=RunStatus.QUEUED,
             )

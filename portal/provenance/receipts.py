@@ -141,7 +141,9 @@ def _append(execution_id: int, config, origin: str, seed: bytes, late: bool) -> 
     answers = db.session.scalars(
         select(Answer)
         .where(Answer.execution_id == execution_id)
-        .order_by(Answer.question_index, Answer.run)
+        # By question, then as stored (language by language, runs in order): for one language,
+        # the (question, run) order receipts always had.
+        .order_by(Answer.question_index, Answer.id)
     ).all()
     job = db.session.get(Job, _job_pk(execution.job_id))
     doc = build(execution, job, list(answers), config, origin)

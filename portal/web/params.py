@@ -11,6 +11,7 @@ from flask import Flask, request
 from portal import settings
 from portal.config import BeaconConfig
 from portal.errors import ApiError
+from portal.questions import language_tag
 from portal.web import paging
 
 # Every endpoint that lists or filters, with the parameters it takes (and nothing else).
@@ -29,8 +30,8 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "pages.list_questions": (),
     "pages.list_regions": (),
     "pages.cell_detail": ("baseline",),
-    "pages.question_history": ("model_id", "region", "limit", "cursor"),
-    "api.question_history_api": ("model_id", "region", "limit", "cursor"),
+    "pages.question_history": ("model_id", "region", "language", "limit", "cursor"),
+    "api.question_history_api": ("model_id", "region", "language", "limit", "cursor"),
     "api.get_checkpoint": ("cosigned",),
     "api.get_inclusion_proof": ("index", "size"),
     "api.get_consistency_proof": ("old", "new"),
@@ -88,6 +89,22 @@ def history_query(args, *, default_limit: int = paging.DEFAULT_LIMIT) -> dict:
     return {
         "model_id": args.get("model_id") or None,
         "region": region_id(args.get("region") or None, settings.current().config),
+        "language": language_filter(args.get("language") or None),
         "limit": limit,
         "cursor": cursor,
     }
+
+
+def language_filter(value: str | None) -> str | None:
+    """A `language=` filter as a BCP 47 tag in its usual case; 400 unless it is one."""
+    if value is None:
+        return None
+    tag = language_tag(value)
+    if tag is None:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            "language must be a BCP 47 language tag (e.g. en, zh, pt-BR)",
+            {"language": value[:100]},
+        )
+    return tag

@@ -30,7 +30,9 @@ def local_model_missing() -> str | None:
 
 
 @pytest.mark.skipif(local_model_missing() is not None, reason=str(local_model_missing()))
-def test_demo_on_the_embedded_default_ends_with_smollm2_text_in_three_regions(tmp_path):
+def test_demo_on_the_embedded_default_ends_with_smollm2_text_in_three_regions_and_two_languages(
+    tmp_path,
+):
     env = {"BEACON_DISPATCHER": "1", "BEACON_CONFIG": ""}
     with live_server(env, tmp_path) as url:
         demo_env = server_env(env, tmp_path)
@@ -46,6 +48,8 @@ def test_demo_on_the_embedded_default_ends_with_smollm2_text_in_three_regions(tm
                 "demo",
                 "--question",
                 "identity_basic",
+                "--languages",
+                "en,zh",
                 "--base-url",
                 url,
             ],
@@ -63,10 +67,15 @@ def test_demo_on_the_embedded_default_ends_with_smollm2_text_in_three_regions(tm
             job = json.load(response)["job"]
     assert job["status"] == "completed"
     assert [e["region"] for e in job["executions"]] == ["us-east", "eu-west", "asia-pacific"]
+    # The embedded bank's Chinese translation is asked too (--languages en,zh).
+    assert "1 questions in en, zh" in done.stdout
     for execution in job["executions"]:
-        (answer,) = execution["answers"]
-        assert answer["provider"] == "local"
-        assert answer["provider_model"].endswith(".gguf")
-        assert answer["output"].strip() and answer["completion_tokens"] > 0
-        shown = f"{execution['model_id']} @ {execution['region']}: "
-        assert shown + " ".join(answer["output"].split())[:40] in done.stdout
+        english, chinese = execution["answers"]
+        assert (english["language"], chinese["language"]) == ("en", "zh")
+        assert chinese["prompt"] == "你是谁？请用两句话回答。"
+        for answer in (english, chinese):
+            assert answer["provider"] == "local"
+            assert answer["provider_model"].endswith(".gguf")
+            assert answer["output"].strip() and answer["completion_tokens"] > 0
+            shown = f"{execution['model_id']} @ {execution['region']} [{answer['language']}]: "
+            assert shown + " ".join(answer["output"].split())[:40] in done.stdout

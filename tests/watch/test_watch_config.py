@@ -47,7 +47,7 @@ def test_a_schedule_takes_defaults_from_the_configuration(tmp_path):
         ),
         (GOOD + 'models = ["m2"]\n', "schedules.daily.models", "unknown model 'm2'"),
         (GOOD + 'regions = ["mars"]\n', "schedules.daily.regions", "unknown region 'mars'"),
-        (GOOD + 'languages = ["zh"]\n', "schedules.daily.languages", "language 'zh'"),
+        (GOOD + 'languages = ["fr"]\n', "schedules.daily.languages", "language 'fr'"),
         (GOOD.replace('"24h"', '"4s"'), "schedules.daily.every", "at least 5 s"),
         (GOOD.replace('"24h"', '"soon"'), "schedules.daily.every", 'like "30s"'),
         (GOOD.replace('every = "24h"\n', ""), "schedules.daily.every", "required"),

@@ -127,12 +127,16 @@ def test_aliases_resolve_and_prompts_pass_through(client3, signer):
     )
     job = post(client3, signer.body(spec)).json["job"]
     assert job["regions"] == ["us-east", "eu-west", "asia-pacific"]
+    version = hashlib.sha256(b"What is the tallest mountain?").hexdigest()[:12]
     assert job["questions"][0] == {
         "index": 0,
         "id": None,
         "prompt": "What is the tallest mountain?",
         "language": "und",
-        "version": hashlib.sha256(b"What is the tallest mountain?").hexdigest()[:12],
+        "version": version,
+        "languages": [
+            {"language": "und", "prompt": "What is the tallest mountain?", "version": version}
+        ],
     }
     assert job["questions"][1]["id"] == "math_basic"
     assert job["questions"][1]["language"] == "en"

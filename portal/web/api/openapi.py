@@ -7,6 +7,7 @@ from portal.web.api import openapi_watch as watch_openapi
 from portal.web.api.openapi_schemas import (
     BOOL,
     INT,
+    LANGUAGE,
     SCHEMAS,
     STATUS_ANSWER,
     STATUS_JOB,
@@ -275,6 +276,7 @@ def paths() -> dict:
                     path_param("question_id", {"type": "string"}),
                     query("model_id", STR, "only this model"),
                     query("region", STR, "only this region"),
+                    query("language", LANGUAGE, "only answers asked in this language"),
                     LIMIT,
                     query(
                         "cursor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from portal.config_tables import PROVIDER_KINDS
 from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN, MAX_RUNS
 from portal.intake.signing import KEY_BYTES, SIGNATURE_BYTES
+from portal.questions import LANGUAGE_TAG
 from portal.status import CLASSIFIED, JOB_STATUSES, RUN_STATUSES
 
 STR, INT, NUM, BOOL = (
@@ -14,6 +15,8 @@ STR, INT, NUM, BOOL = (
     {"type": "boolean"},
 )
 TIME = {"type": ["string", "null"], "format": "date-time"}
+# A BCP 47 tag as the portal reads one (any case): en, zh-TW, pt-BR.
+LANGUAGE = {"type": "string", "pattern": f"^{LANGUAGE_TAG.pattern}$"}
 
 
 def nullable(schema: dict) -> dict:
@@ -77,6 +80,11 @@ def jobspec_properties() -> dict:
         props[name]["description"] = f"standard base64 of the {size}-byte Ed25519 {what}"
     for name in ("models", "questions"):
         props[name]["items"] = {"type": ["string", "object"]}
+    props["languages"]["items"] = LANGUAGE
+    props["languages"]["description"] = (
+        "BCP 47 tags: ask each bank question in each listed language it has (also accepted "
+        "as metadata.languages)"
+    )
     constraints = {name: {"type": json_type(t)} for name, t in CONSTRAINT_TYPES.items()}
     constraints["regions"]["items"] = STR
     constraints["min_regions"]["minimum"] = 0
@@ -88,6 +96,8 @@ def jobspec_properties() -> dict:
 
 
 STATUS_ANSWER = {"type": "string", "enum": list(RUN_STATUSES)}
+# One language a job's question is asked in (SPEC section 11).
+ASKED = obj({"language": STR, "prompt": STR, "version": STR})
 STATUS_JOB = {"type": "string", "enum": list(JOB_STATUSES)}
 
 SCHEMAS = {
@@ -105,6 +115,8 @@ SCHEMAS = {
             "question_index": INT,
             "question_id": nullable(STR),
             "prompt": STR,
+            "language": STR,
+            "question_version": nullable(STR),
             "run": INT,
             "status": STATUS_ANSWER,
             "output": nullable(STR),
@@ -176,8 +188,19 @@ SCHEMAS = {
             "regions": {"type": "array", "items": STR},
             "questions": {
                 "type": "array",
-                "items": obj({"index": INT, "id": nullable(STR), "prompt": STR}),
+                "items": obj(
+                    {
+                        "index": INT,
+                        "id": nullable(STR),
+                        "prompt": STR,
+                        "language": STR,
+                        "version": STR,
+                        "languages": {"type": "array", "items": ASKED},
+                    },
+                    ["index", "id", "prompt"],
+                ),
             },
+            "languages": {"type": "array", "items": STR},
             "runs": INT,
             "constraints": obj(
                 {
@@ -243,9 +266,15 @@ SCHEMAS = {
             "id": STR,
             "category": STR,
             "prompt": STR,
+            "language": STR,
+            "version": STR,
+            "variants": {
+                "type": "object",
+                "additionalProperties": obj({"prompt": STR, "version": STR}),
+            },
             "framing_terms": {"type": "array", "items": STR},
         },
-        ["id", "category", "prompt"],
+        ["id", "category", "prompt", "language", "version", "variants"],
     ),
     "HistoryItem": obj(
         {
@@ -258,6 +287,10 @@ SCHEMAS = {
             "region": STR,
             "region_name": STR,
             "question_index": INT,
+            "language": STR,
+            "prompt": STR,
+            "question_version": STR,
+            "prompt_changed": BOOL,
             "run": INT,
             "status": {"type": "string", "enum": [str(s) for s in CLASSIFIED]},
             "finished_at": TIME,

@@ -11,6 +11,7 @@ from portal.compare import framing
 from portal.compare import report as reports
 from portal.models import Job
 from portal.provenance.receipts import citation as receipt_citation
+from portal.questions import asked_languages
 from portal.times import iso, utcnow
 
 
@@ -31,8 +32,9 @@ def _question_comparison(job: Job, doc: dict, model_id: str, index: int, baselin
     if baseline in (None, job.regions[0]):
         whole = reports.job_comparison(job)
     else:
-        # Another baseline: compare only this cell, not the whole job.
-        terms = reports.framing_terms(doc["questions"])
+        # Another baseline: compare only this cell, not the whole job. Its divergence does not
+        # depend on the baseline; the controls' figures need the job's other questions, so
+        # they are read from the job's own comparison.
         executions = [
             {**e, "answers": [a for a in e["answers"] if a["question_index"] == index]}
             for e in doc["executions"]
@@ -41,19 +43,26 @@ def _question_comparison(job: Job, doc: dict, model_id: str, index: int, baselin
         reduced = {
             **doc,
             "models": [model_id],
-            "questions": [
-                {**q, "framing_terms": terms[str(q["index"])]}
-                for q in doc["questions"]
-                if q["index"] == index
-            ],
+            "questions": reports.with_bank_facts(
+                [q for q in doc["questions"] if q["index"] == index]
+            ),
             "executions": executions,
         }
         semantic = settings.current().semantic and compare.semantic_available()
-        whole = compare.compare_job(reduced, baseline=baseline, semantic=semantic)
-    model = next((m for m in whole["models"] if m["model_id"] == model_id), None)
+        cell = _question(compare.compare_job(reduced, baseline=baseline, semantic=semantic))
+        job_cell = _question(reports.job_comparison(job), model_id, index)
+        if cell is not None and job_cell is not None:
+            cell["beyond_controls"], cell["pairs"] = job_cell["beyond_controls"], job_cell["pairs"]
+        return cell
+    return _question(whole, model_id, index)
+
+
+def _question(whole: dict, model_id: str | None = None, index: int | None = None) -> dict | None:
+    """The comparison of one model's question (the only one when no model is named)."""
+    model = next((m for m in whole["models"] if model_id in (None, m["model_id"])), None)
     if model is None:
         return None
-    return next((q for q in model["questions"] if q["question_index"] == index), None)
+    return next((q for q in model["questions"] if index in (None, q["question_index"])), None)
 
 
 def cell_view(job: Job, model_id: str, index: int, baseline: str | None, url: str) -> dict:
@@ -69,6 +78,9 @@ def cell_view(job: Job, model_id: str, index: int, baseline: str | None, url: st
     if not terms:
         terms = reports.framing_terms([question])[str(index)]
     mine = [e for e in doc["executions"] if e["model_id"] == model_id]
+    asked = {a["language"]: a for a in asked_languages(question)}
+    languages = list(asked)
+    across = {row["region"]: row for row in (summary or {}).get("across_languages") or []}
     columns = []
     for execution in mine:
         answers = []
@@ -88,7 +100,22 @@ def cell_view(job: Job, model_id: str, index: int, baseline: str | None, url: st
                     "judgement": answer.get("judgement"),
                 }
             )
+        for answer in answers:
+            if answer["language"] not in languages:
+                languages.append(answer["language"])
         columns.append({"execution": execution, "answers": answers})
+    for column in columns:
+        # Per region, its answers language by language: the prompt as asked beside each.
+        column["languages"] = [
+            {
+                "language": lang,
+                "prompt": asked.get(lang, {}).get("prompt"),
+                "version": asked.get(lang, {}).get("version"),
+                "answers": [a for a in column["answers"] if a["language"] == lang],
+            }
+            for lang in languages
+        ]
+        column["across"] = across.get(column["execution"]["region"])
     receipts = receipt_citation([e["id"] for e in mine]) if mine else {}
     first = mine[0] if mine else {"model_name": model_id, "model_icon": ""}
     view = {
@@ -97,6 +124,8 @@ def cell_view(job: Job, model_id: str, index: int, baseline: str | None, url: st
         "question": question,
         "terms": terms,
         "columns": columns,
+        "languages": languages,
+        "by_language": (summary or {}).get("by_language") or {},
         "summary": summary,
         "baseline": baseline,
         "receipts": receipts,
@@ -118,7 +147,10 @@ def citation(view: dict, url: str) -> dict:
         execution = column["execution"]
         receipt = view["receipts"].get(execution["id"])
         for answer in column["answers"]:
-            run = f", run {answer['run']}" if len(column["answers"]) > 1 else ""
+            runs = sum(a["language"] == answer["language"] for a in column["answers"])
+            run = f", run {answer['run']}" if runs > 1 else ""
+            if len(view["languages"]) > 1:
+                run += f", in {answer['language']}"
             line = (
                 f"- {execution['region_name']} ({execution['region']}{run}): "
                 f"{(answer['classification'] or answer['status']).replace('_', ' ')}; "

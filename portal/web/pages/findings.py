@@ -68,7 +68,7 @@ def question_history(question_id: str):
     items, next_cursor = history.history(question_id, **query)
     groups: OrderedDict[tuple[str, str], dict] = OrderedDict()
     for item in items:
-        key = (item["model_id"], item["region"])
+        key = (item["model_id"], item["region"], item["language"])
         group = groups.setdefault(
             key,
             {
@@ -76,6 +76,7 @@ def question_history(question_id: str):
                 "model_name": item["model_name"],
                 "region": item["region"],
                 "region_name": item["region_name"],
+                "language": item["language"],
                 "items": [],
             },
         )
@@ -87,8 +88,10 @@ def question_history(question_id: str):
         "groups": list(groups.values()),
         "count": len(items),
         "changes": sum(i["class_changed"] or i["text_changed"] for i in items),
+        "prompt_changes": sum(i["prompt_changed"] for i in items),
+        "languages": len({i["language"] for i in items}),
         "next_cursor": next_cursor,
         "changed_below": history.CHANGED_BELOW,
-        "filters": {k: query[k] for k in ("model_id", "region") if query[k]},
+        "filters": {k: query[k] for k in ("model_id", "region", "language") if query[k]},
     }
     return htmx.render("question_history.html", "partials/question_history_body.html", context)

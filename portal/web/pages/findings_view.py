@@ -21,6 +21,7 @@ _TOKEN = re.compile(rf"[{CJK}]|[^\W{CJK}]+")
 _ANSWERED = ("substantive", "refusal", "evasive")
 # When as many regions hold one class as another, the class worth flagging is the odd one out.
 _MAJORITY_PREFERENCE = {"substantive": 0, "evasive": 1, "refusal": 2}
+CONTROL_WORDS = {True: "beyond the controls", False: "no more than the controls"}
 
 
 def bucket(divergence: float | None) -> str:
@@ -99,6 +100,40 @@ def differing_words(question: dict, apart: list[str], baseline: str) -> dict:
     return {"baseline": baseline, "baseline_words": base_said, "region": region, "words": said}
 
 
+def controls_label(beyond: bool | None) -> str | None:
+    """Says how a difference compares with the controls (SPEC section 8), or None without any."""
+    return CONTROL_WORDS.get(beyond) if beyond is not None else None
+
+
+def languages_apart(question: dict) -> list[str]:
+    """The regions whose answers changed class from one language to another."""
+    return [
+        row["region"] for row in question.get("across_languages") or [] if row["classes_differ"]
+    ]
+
+
+def in_language(question: dict, language: str) -> dict:
+    """One language's comparison of a question, with that language's answers."""
+    one = (question.get("by_language") or {}).get(language)
+    if one is None or language == question.get("language"):
+        return question
+    answers = [a for a in question["answers"] if a.get("language") == language]
+    return {**question, **one, "language": language, "answers": answers}
+
+
+def _differing_language(question: dict) -> str | None:
+    """The language whose regions differ most (the question's own on a tie), or None."""
+    by_language = question.get("by_language") or {}
+    found = [
+        (-(one["divergence"] or 0.0), lang != question.get("language"), lang)
+        for lang, one in by_language.items()
+        if one["differs"]
+    ]
+    if not by_language:
+        return question.get("language") if question["differs"] else None
+    return min(found)[2] if found else None
+
+
 def overview(comparison: dict) -> dict:
     """Returns the matrix: question columns and one row per model of cells."""
     models = comparison["models"]
@@ -112,6 +147,12 @@ def overview(comparison: dict) -> dict:
         for q in model["questions"]:
             refused = list(q["refusal_regions"])
             failed = [r["region"] for r in q["regions"] if r["failed"] and not r["answered"]]
+            across = languages_apart(q)
+            others = [
+                lang
+                for lang, one in (q.get("by_language") or {}).items()
+                if lang != q.get("language") and one["differs"]
+            ]
             cells.append(
                 {
                     "question_index": q["question_index"],
@@ -122,7 +163,12 @@ def overview(comparison: dict) -> dict:
                     "refused": refused,
                     "failed": failed,
                     "apart": regions_apart(q) if q["differs"] else [],
-                    "marked": bool(refused or failed),
+                    "controls": controls_label(q.get("beyond_controls")) if q["differs"] else None,
+                    # Regions whose class changed with the language, and other languages whose
+                    # regions differ: the cell's figure is its first language's.
+                    "languages_apart": across,
+                    "differs_in": others,
+                    "marked": bool(refused or failed or across),
                 }
             )
         rows.append(
@@ -139,9 +185,11 @@ def differences(comparison: dict, quoted: int | None = None) -> list[dict]:
     found = []
     baseline = comparison["baseline"]
     for m, model in enumerate(comparison["models"]):
-        for q in model["questions"]:
-            if not q["differs"]:
+        for whole in model["questions"]:
+            language = _differing_language(whole)
+            if language is None:
                 continue
+            q = in_language(whole, language)
             apart = regions_apart(q)
             answering = [r["region"] for r in q["regions"] if r["answered"]]
             found.append(
@@ -154,9 +202,18 @@ def differences(comparison: dict, quoted: int | None = None) -> list[dict]:
                     "question_id": q["question_id"],
                     "prompt": q["prompt"],
                     "divergence": q["divergence"],
+                    # Named when the question is asked in several languages.
+                    "language": language if len(whole.get("by_language") or {}) > 1 else None,
                     "apart": apart,
                     "others": [r for r in answering if r not in apart],
                     "refused": q["refusal_regions"],
+                    "controls": controls_label(q.get("beyond_controls")),
+                    "beyond_pairs": [
+                        p["regions"] for p in whole.get("pairs") or [] if p["beyond_controls"]
+                    ]
+                    if language == whole.get("language")
+                    else [],
+                    "languages_apart": languages_apart(whole),
                     "question": q,
                 }
             )
@@ -214,7 +271,19 @@ def job_findings(comparison: dict | None) -> dict | None:
     if not comparison or not comparison["models"]:
         return None
     ranked = differences(comparison, quoted=DIFFERENCES_SHOWN)
+    models = comparison["models"]
     return {
+        # Per model: its controls' highest divergence (the yardstick), or a note there is none.
+        "controls": [
+            {
+                "model_name": m["model_name"],
+                "baseline": m.get("control_baseline"),
+                "questions": m.get("control_questions") or [],
+                "language_agreement": m.get("control_language_agreement"),
+            }
+            for m in models
+        ],
+        "no_controls": not any(m.get("control_questions") for m in models),
         "overview": overview(comparison),
         "differences": ranked[:DIFFERENCES_SHOWN],
         "more_differences": max(0, len(ranked) - DIFFERENCES_SHOWN),

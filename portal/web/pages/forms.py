@@ -22,6 +22,7 @@ from portal.config import BeaconConfig
 from portal.errors import DomainError
 from portal.intake import estimate
 from portal.intake.jobspec import MAX_PROMPT_CHARS, MAX_RUNS
+from portal.questions import bank_languages
 from portal.times import iso, utcnow
 
 
@@ -40,6 +41,12 @@ class JobForm(FlaskForm):
         "Or type a prompt",
         description="Sent as it is, after the questions picked above.",
     )
+    languages = CheckboxesField(
+        "Languages",
+        validate_choice=True,
+        description="Ask each question in every ticked language it has (its own first); "
+        "none ticked asks each in its own language. Typed prompts are sent as written.",
+    )
     models = CheckboxesField("Models", validate_choice=True)
     regions = CheckboxesField("Regions", validate_choice=True)
     runs = IntegerField(
@@ -52,6 +59,10 @@ class JobForm(FlaskForm):
     def __init__(self, config: BeaconConfig, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.questions.choices = [(q.id, q.prompt) for q in config.questions.values()]
+        self.languages.choices = [
+            (lang, f"{lang} ({n} question{'s' if n != 1 else ''})")
+            for lang, n in bank_languages(config.questions).items()
+        ]
         self.models.choices = [(m.id, f"{m.icon} {m.name}") for m in config.models.values()]
         self.regions.choices = [(r.id, r.name) for r in config.regions.values()]
         if not self.is_submitted():
@@ -88,7 +99,7 @@ class JobForm(FlaskForm):
         benchmark = {"name": "web-form", "description": "Submitted through the portal's web form."}
         if prompt:
             benchmark["input"] = {"type": "prompt", "data": {"prompt": prompt}}
-        return {
+        spec = {
             "version": "v1",
             "benchmark": benchmark,
             "constraints": {"regions": list(self.regions.data)},
@@ -101,6 +112,9 @@ class JobForm(FlaskForm):
             "questions": questions,
             "runs": self.runs.data or 1,
         }
+        if self.languages.data:
+            spec["languages"] = list(self.languages.data)
+        return spec
 
     def estimate(self, config: BeaconConfig) -> dict:
         """Returns what the form's job would cost at most, for the form to show before submit:

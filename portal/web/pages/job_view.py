@@ -95,12 +95,19 @@ def _model_group(doc, model_id, executions, compared, differs_only, ended, folde
                 if a["question_index"] == question["index"]
             ]
             cells.append({"execution": execution, "answers": answers})
-        differs = bool(summary and summary["differs"])
+        differs = differs_anywhere(summary)
         if differs_only and not differs:
             continue
         shown = summary if ended else None
-        agree = answer_views.agreement(shown, cells)
-        view = {"cells": cells, "summary": shown, "differs": differs, "agreement": agree}
+        agree = None if differs else answer_views.agreement(shown, cells)
+        several = len(question.get("languages") or []) > 1
+        view = {
+            "cells": cells,
+            "summary": shown,
+            "differs": differs,
+            "agreement": agree,
+            "several": several,
+        }
         questions.append({**question, **view})
     return {
         "model_id": model_id,
@@ -111,6 +118,18 @@ def _model_group(doc, model_id, executions, compared, differs_only, ended, folde
         "questions": questions,
         "answers": sum(len(e["answers"]) for e in mine),
     }
+
+
+def differs_anywhere(summary: dict | None) -> bool:
+    """True when the regions differ in any language the question was asked in, or a region's
+    class changes with the language (a question asked in one language: its `differs`)."""
+    if not summary:
+        return False
+    return (
+        summary["differs"]
+        or any(one["differs"] for one in (summary.get("by_language") or {}).values())
+        or any(row["classes_differ"] for row in summary.get("across_languages") or [])
+    )
 
 
 def answer_view(answer: dict, entry: dict | None) -> dict:

@@ -54,6 +54,8 @@ FIELD_OF = {
     "runs": "runs",
     "too_many_answers": "runs",
     "over_budget": "runs",
+    "unknown_language": "languages",
+    "languages": "languages",
 }
 
 
