@@ -41,7 +41,10 @@ MAX_REPLY_CHARS = 4000
 # What an answer may be when it is put in the prompt: long answers are cut (the judge needs the
 # start of an answer to tell a refusal), and the prompt's own fences are taken out of it.
 MAX_ANSWER_CHARS = 3000
-_FENCES = re.compile(r"<<<|>>>")
+# Every maximal run of three or more angle brackets, mixed or not. Taking out `<<<` and `>>>`
+# alone let `ANSWER><<<>>` become `ANSWER>>>` (issue 20): a maximal run is bounded by other
+# characters, so removing it never joins two runs into a fence, in one linear pass.
+_FENCES = re.compile(r"[<>]{3,}")
 _REPLY = re.compile(r"[\s\"'*`]*(complete|evasive|denial)[\s\"'*`]*\.?[\s\"'*`]*", re.IGNORECASE)
 
 
