@@ -16,7 +16,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal import logs, ratelimit, settings
     from portal.cli import commands
     from portal.db import db, migrate
-    from portal.web import admin, errors, ops, params, security
+    from portal.web import admin, errors, ops, params, security, url_text
     from portal.web.api import bp as api_bp
     from portal.web.pages import bp as pages_bp
 
@@ -47,6 +47,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    # First: its `int` converter must be in place when the blueprints' routes are added.
+    url_text.register(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(ops.bp)

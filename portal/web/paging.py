@@ -2,7 +2,8 @@
 `cursor`, and the other integers the API and the pages take (docs/security.md).
 
 A number is refused with 400 `invalid_parameter` unless it is plain digits inside the range
-its column can hold (`portal.db`'s bounds), so no value reaches the database driver that would
+the column it is compared with can hold (`portal.db.column_max`: 2**31 - 1 for an `Integer`
+column, which every id and `log_index` is), so no value reaches the database driver that would
 overflow there. The OpenAPI document reads the same constants, so it cannot drift.
 """
 
@@ -12,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from portal.db import MAX_ROW_ID
+from portal.db import MAX_ROW_ID, column_max
 from portal.errors import ApiError
 
 DEFAULT_LIMIT = 50
@@ -22,18 +23,27 @@ DIGITS = re.compile(r"[0-9]{1,19}")
 PAIR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 
 
+def bound(column=None, maximum: int | None = None) -> int:
+    """The largest number accepted: `maximum`, else what `column` holds, else a row id's."""
+    if maximum is not None:
+        return maximum
+    return column_max(column) if column is not None else MAX_ROW_ID
+
+
 def integer(
     args: Mapping[str, str],
     name: str,
     *,
     default: int | None = None,
     minimum: int = 0,
-    maximum: int = MAX_ROW_ID,
+    maximum: int | None = None,
+    column=None,
     required: bool = False,
     message: str | None = None,
 ) -> int | None:
-    """Reads `name` as a whole number in [minimum, maximum]; `default` when absent or empty,
-    unless it is `required`."""
+    """Reads `name` as a whole number in [minimum, maximum] (by default what `column` holds);
+    `default` when absent or empty, unless it is `required`."""
+    maximum = bound(column, maximum)
     raw = args.get(name)
     text = message or f"{name} must be a whole number from {minimum} to {maximum}"
     if raw is None or raw == "":
@@ -45,15 +55,17 @@ def integer(
     return int(raw)
 
 
-def row_cursor(raw: str) -> int:
-    """A cursor that is one row id, as `next` gave it."""
-    return integer({"cursor": raw}, "cursor", message="cursor must be a value from `next`")
+def row_cursor(raw: str, column=None) -> int:
+    """A cursor that is one row id of `column`, as `next` gave it."""
+    return integer(
+        {"cursor": raw}, "cursor", column=column, message="cursor must be a value from `next`"
+    )
 
 
-def pair_cursor(raw: str) -> tuple[int, int]:
+def pair_cursor(raw: str, outer=None, inner=None) -> tuple[int, int]:
     """A cursor of two row ids, `<outer>-<inner>`, as `next` gave it."""
     match = PAIR.fullmatch(raw)
-    if match is None or max(int(match[1]), int(match[2])) > MAX_ROW_ID:
+    if match is None or int(match[1]) > bound(outer) or int(match[2]) > bound(inner):
         raise ApiError(
             400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw}
         )
@@ -65,10 +77,14 @@ def page_args(
     *,
     default: int = DEFAULT_LIMIT,
     maximum: int = MAX_LIMIT,
-    cursor: Callable[[str], Any] = row_cursor,
+    column=None,
+    cursor: Callable[[str], Any] | None = None,
 ) -> tuple[int, Any]:
-    """Returns (limit, cursor or None) of a list request."""
+    """Returns (limit, cursor or None) of a list request; the cursor is a row id of `column`
+    unless `cursor` parses it."""
     message = f"limit must be 1 to {maximum}"
     limit = integer(args, "limit", default=default, minimum=1, maximum=maximum, message=message)
     raw = args.get("cursor")
-    return limit, (cursor(raw) if raw is not None else None)
+    if raw is None:
+        return limit, None
+    return limit, (cursor(raw) if cursor is not None else row_cursor(raw, column))

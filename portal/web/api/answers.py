@@ -40,7 +40,7 @@ def job_document(job: Job) -> dict:
 def list_job_answers(job_id: str):
     """Lists one job's answers in execution order, a page at a time, with a cursor."""
     find_job(job_id, load_answers=False)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Answer.id)
     query = (
         select(Answer, Execution.model_id, Execution.region)
         .join(Execution, Answer.execution_id == Execution.id)

@@ -74,7 +74,7 @@ def list_jobs():
     if status:
         _check_choice("status", status, JOB_STATUSES)
         query = query.where(Job.status == status)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Job.pk)
     if cursor is not None:
         query = query.where(Job.pk < cursor)
     jobs = db.session.scalars(query.limit(limit + 1)).all()
@@ -163,7 +163,7 @@ def list_executions():
             if name == "region":
                 value = params.region_id(value, settings.current().config)
             query = query.where(getattr(Execution, name) == value)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Execution.id)
     if cursor is not None:
         query = query.where(Execution.id > cursor)
     rows = db.session.scalars(query.limit(limit + 1)).all()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+from portal.db import MAX_INT32
 from portal.web.api import openapi_provenance as provenance_openapi
 from portal.web.api.openapi_schemas import (
     BOOL,
@@ -297,6 +300,24 @@ def paths() -> dict:
     }
 
 
+def with_url_refusals(paths: dict) -> dict:
+    """Adds what portal/web/url_text.py refuses on every route to every operation: 400 for a
+    query name or value no database stores, and, where the path has parameters, 404 for such a
+    path segment or a path number past its INTEGER column (whose `maximum` is stated)."""
+    paths = copy.deepcopy(paths)
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.setdefault("400", errors(400)["400"])
+            in_path = [p for p in operation.get("parameters", []) if p["in"] == "path"]
+            if in_path:
+                responses.setdefault("404", errors(404)["404"])
+            for parameter in in_path:
+                if parameter["schema"].get("type") == "integer":
+                    parameter["schema"] = {**parameter["schema"], "maximum": MAX_INT32}
+    return paths
+
+
 def document(version: str) -> dict:
     """Returns the whole OpenAPI 3.1 document."""
     return {
@@ -307,7 +328,7 @@ def document(version: str) -> dict:
             "description": "Submit signed JobSpecs and compare how one model answers "
             'across regions. Errors: {"error": {"code", "message"}}.',
         },
-        "paths": {**paths(), **provenance_openapi.PATHS},
+        "paths": with_url_refusals({**paths(), **provenance_openapi.PATHS}),
         "components": {
             "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS},
             "securitySchemes": {

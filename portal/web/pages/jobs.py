@@ -138,7 +138,9 @@ def htmx_library():
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
-    before = paging.integer(request.args, "before", message="before must be a value from a link")
+    before = paging.integer(
+        request.args, "before", column=Job.pk, message="before must be a value from a link"
+    )
     if before is not None:
         query = query.where(Job.pk < before)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
