@@ -41,7 +41,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
         intake_limits.rate_limit, storage
     )
-    app.extensions["beacon_login_limiter"] = ratelimit.SubmissionLimiter(admin.LOGIN_RATE, storage)
+    app.extensions["beacon_login_limiter"] = admin.throttle(app)
     logs.init_app(app, app.extensions["beacon"].env)
     security.init_app(app, app.extensions["beacon"].env)
 

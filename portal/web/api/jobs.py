@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Response, current_app, jsonify, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -19,7 +17,7 @@ from portal.judge import summary
 from portal.models import Execution, Job, answer_counts
 from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
-from portal.web import paging, params
+from portal.web import admin, paging, params
 from portal.web.api import openapi
 from portal.web.api.answers import job_document
 from portal.web.api.blueprint import bp
@@ -136,18 +134,15 @@ def retry_job(job_id: str):
 
 
 def require_admin() -> None:
-    """Refuses the request unless it carries `Authorization: Bearer <BEACON_ADMIN_TOKEN>`."""
-    token = settings.current().admin_token
-    if token is None:
+    """Refuses the request unless it carries `Authorization: Bearer <BEACON_ADMIN_TOKEN>`;
+    every attempt counts in the admin-token throttle the login form shares (429 over it)."""
+    if settings.current().admin_token is None:
         raise ApiError(
             403, "admin_disabled", "cancel and retry are off: BEACON_ADMIN_TOKEN is not set"
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Compared as bytes: compare_digest refuses str holding non-ASCII characters.
-    given_bytes = given.strip().encode("utf-8", "surrogatepass")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given_bytes, token.encode("utf-8", "surrogatepass")
-    ):
+    bearer = given.strip() if scheme.lower() == "bearer" else None
+    if not admin.check_token(bearer, request.remote_addr):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
 
 
