@@ -68,12 +68,19 @@ def on_exit(server):
 def post_worker_init(worker):
     """Logs the keys this worker trusts, starts its dispatcher once gevent has patched it and
     the app has loaded, and a watcher that drains it as soon as the worker is told to stop."""
+    import logging
+
     import gevent
 
+    from portal import logs
     from portal.engine import pool
     from portal.intake import trust
 
     beacon = worker.wsgi.extensions["beacon"]
+    # gunicorn's own lines (a traceback of a failed request, the access log) hide the secrets the
+    # app knows, as the app's do (portal/logs.py).
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logs.hide_secrets(logging.getLogger(name), beacon.secrets)
     # Which keys may submit is read from this process's environment: say so where it starts.
     worker.log.info(
         "trusted keys: %s", trust.describe(beacon.trusted_keys, beacon.portal_public_key)

@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         intake_limits.rate_limit, storage
     )
     app.extensions["beacon_login_limiter"] = admin.throttle(app)
-    logs.init_app(app, app.extensions["beacon"].env)
+    logs.init_app(app, app.extensions["beacon"].env, app.extensions["beacon"].secrets)
     security.init_app(app, app.extensions["beacon"].env)
 
     db.init_app(app)

@@ -1,4 +1,4 @@
-"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo`."""
+"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo | redact`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from portal import settings
 from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
 from portal.cli.recompare import recompare_command
+from portal.cli.redact import redact_command
 from portal.db import db
 from portal.engine import pool
 from portal.engine.jobs import load_job
@@ -44,6 +45,7 @@ def register(app: Flask) -> None:
 
     beacon.add_command(recompare_command)
     beacon.add_command(backfill_receipts_command)
+    beacon.add_command(redact_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
     app.cli.add_command(beacon)
