@@ -13,6 +13,11 @@ import time
 
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Connections each worker serves at once (gunicorn's default, written out). Of them, at most
+# `[intake] upload_slots` (100) may spend `body_timeout_s` (10 s) sending a request body; every
+# other body must arrive within 1 s, so slow uploads cannot take the rest (docs/deploy.md,
+# portal/web/body_deadline.py).
+worker_connections = int(os.environ.get("BEACON_WORKER_CONNECTIONS", "1000"))
 # Provider calls are awaited by greenlets, never by the request that submitted the job, so the
 # default request timeout stays. The graceful timeout is how long in-flight provider calls may
 # take to finish after SIGTERM; the platform must wait at least this long before SIGKILL.

@@ -16,7 +16,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal import logs, ratelimit, settings
     from portal.cli import commands
     from portal.db import db, migrate
-    from portal.web import admin, errors, ops, params, security, url_text
+    from portal.web import admin, body_deadline, errors, ops, params, security, url_text
     from portal.web.api import bp as api_bp
     from portal.web.pages import bp as pages_bp
 
@@ -36,7 +36,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         # Railway (like most hosts) puts one proxy in front: trust its X-Forwarded-For and
         # -Proto, so client addresses (the rate limit's key) and https URLs are the real ones.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    # Outermost: a body's deadline starts when the server hands the request over.
     intake_limits = app.extensions["beacon"].config.intake
+    app.wsgi_app = body_deadline.BodyDeadlines(
+        app.wsgi_app, intake_limits.body_timeout_s, intake_limits.upload_slots
+    )
     storage = app.extensions["beacon"].rate_limit_storage
     app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
         intake_limits.rate_limit, storage

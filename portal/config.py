@@ -52,6 +52,10 @@ class IntakeSettings:
     max_body_bytes: int = 1048576
     # Submissions per client address, e.g. "30 per minute"; "" sets no limit.
     rate_limit: str = DEFAULT_RATE_LIMIT
+    # A request body must arrive whole within this (portal/web/body_deadline.py); at most
+    # `upload_slots` bodies per worker get that long, the others 1 s.
+    body_timeout_s: float = 10.0
+    upload_slots: int = 100
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ class _Checker:
             "timestamp_window_s": (int, float),
             "max_body_bytes": int,
             "rate_limit": str,
+            "body_timeout_s": (int, float),
+            "upload_slots": int,
         }
         allowed = {k: types[k] for k in cls.__dataclass_fields__}
         self.keys(name, entry, allowed)
