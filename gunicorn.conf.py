@@ -74,6 +74,7 @@ def post_worker_init(worker):
     """Logs the keys this worker trusts, starts its dispatcher once gevent has patched it and
     the app has loaded, and a watcher that drains it as soon as the worker is told to stop."""
     import logging
+    import sys
 
     import gevent
 
@@ -82,6 +83,10 @@ def post_worker_init(worker):
     from portal.intake import trust
 
     beacon = worker.wsgi.extensions["beacon"]
+    # Pages render and comparisons run on a real thread (portal/offload.py); while one holds the
+    # GIL, the event loop's thread gets it back within 1 ms (Python's default is 5 ms), so
+    # /health and every other request go on meanwhile.
+    sys.setswitchinterval(0.001)
     # gunicorn's own lines (a traceback of a failed request, the access log) hide the secrets the
     # app knows, as the app's do (portal/logs.py).
     for name in ("gunicorn.error", "gunicorn.access"):

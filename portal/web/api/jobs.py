@@ -17,7 +17,7 @@ from portal.judge import summary
 from portal.models import Execution, Job, answer_counts
 from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
-from portal.web import admin, paging, params
+from portal.web import admin, paging, params, rendering
 from portal.web.api import openapi
 from portal.web.api.answers import job_document
 from portal.web.api.blueprint import bp
@@ -85,7 +85,8 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
-    return jsonify(job=job_document(find_job(job_id)))
+    doc = {"job": job_document(find_job(job_id))}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/jobs/<job_id>/comparison")
@@ -94,8 +95,7 @@ def get_comparison(job_id: str):
     job = find_job(job_id)
     doc = {"comparison": report.job_comparison(job, _baseline())}
     # Megabytes of answers and diffs for a big job: encoded off the event loop.
-    body = offload.run(current_app.json.dumps, doc)
-    return current_app.response_class(body + "\n", mimetype="application/json")
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/jobs/<job_id>/comparison.csv")
@@ -171,14 +171,16 @@ def list_job_executions(job_id: str):
     """Lists every execution of one job, with answers, in the spec's order."""
     job = find_job(job_id)
     # A big job's executions come without answers, as in its job document.
-    return jsonify(items=job_document(job)["executions"], next=None)
+    doc = {"items": job_document(job)["executions"], "next": None}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/executions/<int:execution_id>")
 def get_execution(execution_id: int):
     """Returns one execution with its answers."""
     execution = find_execution(execution_id)
-    return jsonify(execution=execution.to_dict(with_answers=True))
+    doc = {"execution": execution.to_dict(with_answers=True)}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/models")
