@@ -45,7 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["beacon_limiter"] = ratelimit.SubmissionLimiter(
         intake_limits.rate_limit, storage
     )
-    app.extensions["beacon_login_limiter"] = admin.throttle(app)
+    app.extensions["beacon_admin_throttle"] = admin.throttle(app)
     logs.init_app(app, app.extensions["beacon"].env, app.extensions["beacon"].secrets)
     security.init_app(app, app.extensions["beacon"].env)
 

@@ -22,7 +22,6 @@ from sqlalchemy import delete
 
 from portal import ratelimit, settings
 from portal.db import db
-from portal.errors import RateLimited
 from portal.models import AdminSession
 from portal.times import utcnow
 
@@ -30,7 +29,6 @@ SESSION_HOURS = 12
 # Attempts to present the admin token per client address (limits' notation), on the login form
 # and the API together; every attempt counts.
 ADMIN_RATE = "10 per minute"
-LOGIN_RATE = ADMIN_RATE
 _KEY = "admin"
 
 
@@ -103,7 +101,7 @@ def throttle(app) -> ratelimit.SubmissionLimiter:
 def count_attempt(client: str | None) -> None:
     """Counts one attempt to present the admin token; raises RateLimited over ADMIN_RATE."""
     # Every attempt counts, the right token too, so guessing it is slow (docs/security.md).
-    current_app.extensions["beacon_login_limiter"].check(client or "unknown")
+    current_app.extensions["beacon_admin_throttle"].check(client or "unknown")
 
 
 def check_token(given: str | None, client: str | None) -> bool:
@@ -112,12 +110,3 @@ def check_token(given: str | None, client: str | None) -> bool:
     count_attempt(client)
     token = settings.current().admin_token
     return token is not None and given is not None and token_matches(given, token)
-
-
-def throttle_wait(client: str | None) -> str | None:
-    """Counts one login attempt from `client`; returns the seconds to wait when over the limit."""
-    try:
-        count_attempt(client)
-    except RateLimited as exc:
-        return exc.headers["Retry-After"]
-    return None
