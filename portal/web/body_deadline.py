@@ -99,7 +99,7 @@ def has_body(environ: dict) -> bool:
     """True when the request says a body follows (a length above 0, or chunks)."""
     length = environ.get("CONTENT_LENGTH") or ""
     chunked = "chunked" in (environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
-    return chunked or (length.isdigit() and int(length) > 0)
+    return chunked or (length.isascii() and length.isdigit() and int(length) > 0)
 
 
 class BodyDeadlines:
