@@ -51,7 +51,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
-    # First: its `int` converter must be in place when the blueprints' routes are added.
     url_text.register(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)

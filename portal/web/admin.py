@@ -8,6 +8,7 @@ The admin token is accepted in two places, the login form and `Authorization: Be
 API's admin endpoints, and both go through `check_token`: one throttle per client address
 (`ADMIN_RATE`), counted before the comparison, right token or wrong, in the storage the
 submission limit uses (`BEACON_RATE_LIMIT_STORAGE`), so every worker and instance shares it.
+Every submitted login form is an attempt; an API request is one when it presents a token.
 """
 
 from __future__ import annotations

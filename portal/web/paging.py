@@ -18,9 +18,29 @@ from portal.errors import ApiError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# Plain decimal digits only: no sign, no spaces, no exponent; 19 digits hold any 64-bit value.
-DIGITS = re.compile(r"[0-9]{1,19}")
-PAIR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
+
+
+def number_pattern(maximum: int) -> str:
+    """A regular expression matching exactly the plain decimal numbers from 0 to `maximum`
+    (leading zeros allowed): what the OpenAPI document says a cursor may be."""
+    top = str(maximum)
+    branches = [f"[0-9]{{1,{len(top) - 1}}}"] if len(top) > 1 else []
+    for i, digit in enumerate(top):
+        if digit != "0":
+            rest = len(top) - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            branches.append(top[:i] + f"[0-{int(digit) - 1}]" + tail)
+    branches.append(top)
+    return "0*(?:" + "|".join(branches) + ")"
+
+
+# Plain decimal digits only: no sign, no spaces, no exponent. The document's patterns: a row
+# id's cursor is one number within MAX_ROW_ID, the question history's two.
+DIGITS = re.compile(number_pattern(MAX_ROW_ID))
+PAIR = re.compile(f"{DIGITS.pattern}-{DIGITS.pattern}")
+# What is parsed (then bounded by comparison): short, so no regular expression backtracks far.
+_PLAIN = re.compile(r"[0-9]{1,40}")
+_PLAIN_PAIR = re.compile(r"([0-9]{1,40})-([0-9]{1,40})")
 
 
 def bound(column=None, maximum: int | None = None) -> int:
@@ -42,15 +62,16 @@ def integer(
     message: str | None = None,
 ) -> int | None:
     """Reads `name` as a whole number in [minimum, maximum] (by default what `column` holds);
-    `default` when absent or empty, unless it is `required`."""
+    `default` when absent, unless it is `required`. Present but empty is refused, as the
+    OpenAPI document's patterns say (no form of the pages sends an empty number)."""
     maximum = bound(column, maximum)
     raw = args.get(name)
     text = message or f"{name} must be a whole number from {minimum} to {maximum}"
-    if raw is None or raw == "":
+    if raw is None:
         if required:
             raise ApiError(400, "invalid_parameter", text, {name: raw})
         return default
-    if not DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+    if not _PLAIN.fullmatch(raw) or not minimum <= int(raw) <= maximum:
         raise ApiError(400, "invalid_parameter", text, {name: raw})
     return int(raw)
 
@@ -64,7 +85,7 @@ def row_cursor(raw: str, column=None) -> int:
 
 def pair_cursor(raw: str, outer=None, inner=None) -> tuple[int, int]:
     """A cursor of two row ids, `<outer>-<inner>`, as `next` gave it."""
-    match = PAIR.fullmatch(raw)
+    match = _PLAIN_PAIR.fullmatch(raw)
     if match is None or int(match[1]) > bound(outer) or int(match[2]) > bound(inner):
         raise ApiError(
             400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw}

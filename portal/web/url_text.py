@@ -8,33 +8,28 @@ column, are refused before any query (issue 20; docs/security.md "Text from a UR
   any view runs: 404 in the path (no row has that id), 400 `invalid_parameter` in the query,
   naming the parameter without echoing its value.
 - **Path numbers.** Every `<int:...>` in a route is a row id or an index held in an `Integer`
-  column (`portal.db.MAX_INT32` on PostgreSQL): the converter installed here refuses larger
-  values, so such a URL matches no route and answers 404 before any query. Query numbers are
-  bounded by their column in `portal.web.paging`.
+  column (`portal.db.MAX_INT32` on PostgreSQL): a larger one names no row, and is refused here
+  with 404 before any query, with the code the API gives for that argument's rows
+  (`execution_not_found`), else `not_found`. Query numbers are bounded by their column in
+  `portal.web.paging`.
 """
 
 from __future__ import annotations
 
 from flask import Flask, request
 from werkzeug.exceptions import NotFound
-from werkzeug.routing import IntegerConverter
 
+from portal import errors
 from portal.db import MAX_INT32
 from portal.errors import ApiError
 from portal.storable import storable_text
 
-
-class ColumnInteger(IntegerConverter):
-    """`<int:...>` bounded by the INTEGER columns path numbers are looked up in."""
-
-    def __init__(self, map, fixed_digits=0, min=None, max=MAX_INT32, signed=False):  # noqa: A002
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+# The refusal of a path number no row can have, by argument: the code the lookup gives.
+PAST_COLUMN = {"execution_id": ("execution_not_found", "no execution with id {}")}
 
 
 def register(app: Flask) -> None:
-    """Installs the bounded `int` converter and the text check; call before any blueprint."""
-    app.url_map.converters["int"] = ColumnInteger
-    # Before every other hook: nothing may query with text the database cannot hold.
+    """Installs the check before every other hook: nothing may query with what no column holds."""
     app.before_request_funcs.setdefault(None, []).insert(0, check_url_text)
 
 
@@ -44,9 +39,14 @@ def storable(value: str) -> bool:
 
 
 def check_url_text() -> None:
-    """Refuses a path segment (404) or a query name or value (400) that cannot be stored."""
+    """Refuses a path segment (404) or a query name or value (400) that cannot be stored, and
+    a path number past its column (404)."""
     if not storable(request.path):
         raise NotFound("no page has that address")
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, int) and not 0 <= value <= MAX_INT32:
+            code, message = PAST_COLUMN.get(name, ("not_found", "no row has the number {}"))
+            raise errors.NotFound(code, message.format(value))
     for name, value in request.args.items(multi=True):
         if not storable(name):
             raise ApiError(

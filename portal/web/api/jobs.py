@@ -141,8 +141,9 @@ def require_admin() -> None:
             403, "admin_disabled", "cancel and retry are off: BEACON_ADMIN_TOKEN is not set"
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    bearer = given.strip() if scheme.lower() == "bearer" else None
-    if not admin.check_token(bearer, request.remote_addr):
+    bearer = given.strip() if scheme.lower() == "bearer" else ""
+    # No token, no guess: only a request presenting one counts against the throttle.
+    if not bearer or not admin.check_token(bearer, request.remote_addr):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
 
 

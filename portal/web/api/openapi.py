@@ -17,7 +17,7 @@ from portal.web.api.openapi_schemas import (
     obj,
     ref,
 )
-from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
+from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT, PAIR
 
 
 def json_response(description: str, schema: dict) -> dict:
@@ -144,7 +144,7 @@ def paths() -> dict:
                 "security": [{"admin": []}],
                 "responses": {
                     "200": json_response("the job, now cancelled", obj({"job": ref("Job")})),
-                    **errors(401, 403, 404, 409),
+                    **errors(401, 403, 404, 409, 429),
                 },
             }
         },
@@ -159,7 +159,7 @@ def paths() -> dict:
                         "the job, queued again",
                         obj({"job": ref("Job"), "requeued": INT}),
                     ),
-                    **errors(401, 403, 404, 409),
+                    **errors(401, 403, 404, 409, 429),
                 },
             }
         },
@@ -280,7 +280,7 @@ def paths() -> dict:
                     LIMIT,
                     query(
                         "cursor",
-                        {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,18}$"},
+                        {"type": "string", "pattern": f"^{PAIR.pattern}$"},
                         "`next` of a page",
                     ),
                 ],
