@@ -38,9 +38,15 @@ def number_pattern(maximum: int) -> str:
 # id's cursor is one number within MAX_ROW_ID, the question history's two.
 DIGITS = re.compile(number_pattern(MAX_ROW_ID))
 PAIR = re.compile(f"{DIGITS.pattern}-{DIGITS.pattern}")
-# What is parsed (then bounded by comparison): short, so no regular expression backtracks far.
-_PLAIN = re.compile(r"[0-9]{1,40}")
-_PLAIN_PAIR = re.compile(r"([0-9]{1,40})-([0-9]{1,40})")
+
+
+def whole(raw: str) -> int | None:
+    """The value of plain decimal digits (leading zeros allowed, as the patterns allow them),
+    or None for anything else and for numbers past every column."""
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    digits = raw.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else None
 
 
 def bound(column=None, maximum: int | None = None) -> int:
@@ -71,9 +77,10 @@ def integer(
         if required:
             raise ApiError(400, "invalid_parameter", text, {name: raw})
         return default
-    if not _PLAIN.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+    value = whole(raw)
+    if value is None or not minimum <= value <= maximum:
         raise ApiError(400, "invalid_parameter", text, {name: raw})
-    return int(raw)
+    return value
 
 
 def row_cursor(raw: str, column=None) -> int:
@@ -85,12 +92,13 @@ def row_cursor(raw: str, column=None) -> int:
 
 def pair_cursor(raw: str, outer=None, inner=None) -> tuple[int, int]:
     """A cursor of two row ids, `<outer>-<inner>`, as `next` gave it."""
-    match = _PLAIN_PAIR.fullmatch(raw)
-    if match is None or int(match[1]) > bound(outer) or int(match[2]) > bound(inner):
+    first, _, second = raw.partition("-")
+    pair = whole(first), whole(second)
+    if None in pair or pair[0] > bound(outer) or pair[1] > bound(inner):
         raise ApiError(
             400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw}
         )
-    return int(match[1]), int(match[2])
+    return pair
 
 
 def page_args(

@@ -300,21 +300,29 @@ def paths() -> dict:
     }
 
 
+# Text a URL may carry: anything but NUL, which no database stores (portal/web/url_text.py).
+NO_NUL = "^[^\\x00]*$"
+
+
 def with_url_refusals(paths: dict) -> dict:
     """Adds what portal/web/url_text.py refuses on every route to every operation: 400 for a
     query name or value no database stores, and, where the path has parameters, 404 for such a
-    path segment or a path number past its INTEGER column (whose `maximum` is stated)."""
+    path segment or a path number past its INTEGER column. Each free-text parameter says it
+    holds no NUL, and each path number its `maximum`."""
     paths = copy.deepcopy(paths)
     for operations in paths.values():
         for operation in operations.values():
             responses = operation["responses"]
             responses.setdefault("400", errors(400)["400"])
-            in_path = [p for p in operation.get("parameters", []) if p["in"] == "path"]
-            if in_path:
+            parameters = operation.get("parameters", [])
+            if any(p["in"] == "path" for p in parameters):
                 responses.setdefault("404", errors(404)["404"])
-            for parameter in in_path:
-                if parameter["schema"].get("type") == "integer":
-                    parameter["schema"] = {**parameter["schema"], "maximum": MAX_INT32}
+            for parameter in parameters:
+                schema = parameter["schema"]
+                if schema.get("type") == "integer" and parameter["in"] == "path":
+                    parameter["schema"] = {**schema, "maximum": MAX_INT32}
+                elif schema.get("type") == "string" and not {"pattern", "enum"} & set(schema):
+                    parameter["schema"] = {**schema, "pattern": NO_NUL}
     return paths
 
 
