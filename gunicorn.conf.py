@@ -13,6 +13,11 @@ import time
 
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Connections each worker serves at once (gunicorn's default, written out). Of them, at most
+# `[intake] upload_slots` (100) may spend `body_timeout_s` (10 s) sending a request body; every
+# other body must arrive within 1 s, so slow uploads cannot take the rest (docs/deploy.md,
+# portal/web/body_deadline.py).
+worker_connections = int(os.environ.get("BEACON_WORKER_CONNECTIONS", "1000"))
 # Provider calls are awaited by greenlets, never by the request that submitted the job, so the
 # default request timeout stays. The graceful timeout is how long in-flight provider calls may
 # take to finish after SIGTERM; the platform must wait at least this long before SIGKILL.
@@ -69,13 +74,25 @@ def post_worker_init(worker):
     """Logs the keys this worker trusts, starts its dispatcher and its watcher (schedules,
     changes, webhooks) once gevent has patched it and the app has loaded, and a greenlet that
     drains the dispatcher as soon as the worker is told to stop."""
+    import logging
+    import sys
+
     import gevent
 
+    from portal import logs
     from portal.engine import pool
     from portal.intake import trust
     from portal.watch import loop
 
     beacon = worker.wsgi.extensions["beacon"]
+    # Pages render and comparisons run on a real thread (portal/offload.py); while one holds the
+    # GIL, the event loop's thread gets it back within 1 ms (Python's default is 5 ms), so
+    # /health and every other request go on meanwhile.
+    sys.setswitchinterval(0.001)
+    # gunicorn's own lines (a traceback of a failed request, the access log) hide the secrets the
+    # app knows, as the app's do (portal/logs.py).
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logs.hide_secrets(logging.getLogger(name), beacon.secrets)
     # Which keys may submit is read from this process's environment: say so where it starts.
     worker.log.info(
         "trusted keys: %s", trust.describe(beacon.trusted_keys, beacon.portal_public_key)

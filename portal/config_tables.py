@@ -51,6 +51,10 @@ class IntakeSettings:
     # Answers one job may have, and the most its estimate may cost (None: no limit; SPEC 13).
     max_answers: int = 10_000
     max_job_cost_usd: float | None = None
+    # A request body must arrive whole within this (portal/web/body_deadline.py); at most
+    # `upload_slots` bodies per worker get that long, the others 1 s.
+    body_timeout_s: float = 10.0
+    upload_slots: int = 100
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class TableChecker:
             "rate_limit": str,
             "max_answers": int,
             "max_job_cost_usd": (int, float),
+            "body_timeout_s": (int, float),
+            "upload_slots": int,
         }
         allowed = {k: types[k] for k in cls.__dataclass_fields__}
         self.keys(name, entry, allowed)

@@ -5,15 +5,31 @@ from datetime import UTC
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, SmallInteger, TypeDecorator, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
-# The largest values the integer column types hold: 64-bit row ids, 32-bit integers (log
-# indexes, sizes). Input beyond them is refused before it reaches a query: the PostgreSQL driver
-# would overflow on it (SQLite would not), and a 500 is never an answer to input.
-MAX_ROW_ID = 2**63 - 1
+# The largest value each integer column type holds on PostgreSQL (SQLite holds 64 bits in any of
+# them). Input beyond its column's bound is refused before it reaches a query: the PostgreSQL
+# driver binds it as that type and fails (issue 20), and a 500 is never an answer to input.
+# Subclasses first: BigInteger and SmallInteger are Integers to SQLAlchemy.
+INTEGER_MAX = ((BigInteger, 2**63 - 1), (SmallInteger, 2**15 - 1), (Integer, 2**31 - 1))
 MAX_INT32 = 2**31 - 1
+# Every id column (models.py, migrations 0001-0003) is `Integer`: INTEGER, 32 bits, on
+# PostgreSQL. Views bound a number by the column it is compared with (`column_max`); this is
+# the bound of a row id when no column is named. tests/web/test_url_text.py pins that it is no
+# larger than any integer primary or foreign key, so widening a column widens it deliberately.
+MAX_ROW_ID = MAX_INT32
+
+
+def column_max(column) -> int:
+    """The largest value `column` (an integer column or ORM attribute) holds on every database."""
+    column_type = column.type
+    for kind, maximum in INTEGER_MAX:
+        if isinstance(column_type, kind):
+            return maximum
+    raise TypeError(f"{column} is not an integer column")
+
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {

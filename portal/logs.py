@@ -3,7 +3,11 @@
 In production every request logs one line (method, path, status, duration, request id; the id
 is also sent back as `X-Request-ID`) and every execution state change one line (job, model,
 region, status). Lines carry only the fields named here: never headers, bodies or settings,
-so no key, token or `SECRET_KEY` can reach a log (tests/test_logs.py greps for them).
+so no key, token or `SECRET_KEY` can reach a log (tests/test_logs.py greps for them). And in
+case one arrives inside a message or a traceback anyway (a provider's error quoting the key it
+was sent), the handler's `redact.SecretFilter` hides every secret the portal knows, in
+development and production alike; gunicorn's own handlers get the same filter
+(gunicorn.conf.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Flask, g, request
+
+from portal import redact
 
 log = logging.getLogger("portal.requests")
 state_log = logging.getLogger("portal.executions")
@@ -51,8 +57,9 @@ class JsonFormatter(logging.Formatter):
         for name in FIELDS:
             if name in record.__dict__:
                 line[name] = record.__dict__[name]
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            # exc_text first: a SecretFilter may have scrubbed it.
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -60,21 +67,31 @@ class _BeaconHandler(logging.StreamHandler):
     """The portal's own handler on the root logger, replaced (never doubled) on each app."""
 
 
-def configure(env: str) -> None:
-    """Sends INFO and above to stderr: JSON lines in production, text in development."""
+def configure(env: str, secrets: redact.Secrets | None = None) -> None:
+    """Sends INFO and above to stderr: JSON lines in production, text in development, with
+    every one of `secrets` hidden."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _BeaconHandler)]:
         root.removeHandler(handler)
     handler = _BeaconHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if env == "production" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(redact.SecretFilter(secrets or redact.Secrets()))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
 
-def init_app(app: Flask, env: str) -> None:
+def hide_secrets(logger: logging.Logger, secrets: redact.Secrets) -> None:
+    """Puts a SecretFilter on each of `logger`'s handlers (gunicorn's, which the app does not
+    configure), once."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, redact.SecretFilter) for f in handler.filters):
+            handler.addFilter(redact.SecretFilter(secrets))
+
+
+def init_app(app: Flask, env: str, secrets: redact.Secrets | None = None) -> None:
     """Gives every request an id (sent back as X-Request-ID); logs each one in production."""
     if not app.testing:
-        configure(env)
+        configure(env, secrets)
     production = env == "production"
 
     @app.before_request

@@ -50,9 +50,22 @@ def build_storage(uri: str | None) -> Storage:
 
 
 class SubmissionLimiter:
-    """Counts submissions per client in a moving window, in the configured storage."""
+    """Counts submissions per client in a moving window, in the configured storage.
 
-    def __init__(self, rate: str, storage_uri: str | None = None):
+    Other limits per client address use the same class under their own `namespace` and `noun`
+    (the admin-token throttle: portal/web/admin.py)."""
+
+    def __init__(
+        self,
+        rate: str,
+        storage_uri: str | None = None,
+        *,
+        namespace: str = "submit",
+        noun: str = "submissions",
+        refusal: str = "job submissions",
+    ):
+        # `noun` names what is counted in the log, `refusal` in the 429's message.
+        self.namespace, self.noun, self.refusal = namespace, noun, refusal
         self.item = parse_rate(rate)
         self.storage = build_storage(storage_uri)
         self.window = MovingWindowRateLimiter(self.storage)
@@ -65,22 +78,24 @@ class SubmissionLimiter:
         if self.item is None:
             return
         window = self._window()
+        # One atomic hit per attempt (a Lua script on Redis): concurrent attempts from many
+        # workers cannot all pass a check made before they are counted.
         try:
-            allowed = window.hit(self.item, "submit", client)
-            reset = None if allowed else window.get_window_stats(self.item, "submit", client)
+            allowed = window.hit(self.item, self.namespace, client)
+            reset = None if allowed else window.get_window_stats(self.item, self.namespace, client)
         except StorageError as exc:
             if window is self.fallback:
                 raise
             self._fail(exc.storage_error)
             window = self.fallback
-            allowed = window.hit(self.item, "submit", client)
-            reset = None if allowed else window.get_window_stats(self.item, "submit", client)
+            allowed = window.hit(self.item, self.namespace, client)
+            reset = None if allowed else window.get_window_stats(self.item, self.namespace, client)
         if allowed:
             return
         wait = max(1, math.ceil(reset.reset_time - time.time()))
         raise RateLimited(
             "rate_limited",
-            f"more than {self.item} job submissions from {client}; try again in {wait} s",
+            f"more than {self.item} {self.refusal} from {client}; try again in {wait} s",
             wait,
         )
 
@@ -96,7 +111,8 @@ class SubmissionLimiter:
     def _fail(self, exc: Exception) -> None:
         self._failed_at = time.monotonic()
         log.warning(
-            "the shared rate-limit storage is unreachable (%s); counting submissions in this "
+            "the shared rate-limit storage is unreachable (%s); counting %s in this "
             "process's memory until it answers",
             type(exc).__name__,
+            self.noun,
         )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from flask import Flask, current_app
 
-from portal import instance, ratelimit
+from portal import instance, ratelimit, redact
 from portal.config import BeaconConfig, ConfigError, load_config
 from portal.intake import signing, trust
 from portal.provenance import tlog
@@ -48,6 +48,8 @@ class Settings:
     log_origin: str = ""
     # Where rate-limit counters live: a `limits` storage URI (portal/ratelimit.py).
     rate_limit_storage: str = "memory://"
+    # Every secret the portal knows, hidden in what providers send back and in logs.
+    secrets: redact.Secrets = field(default_factory=redact.Secrets)
 
 
 def current() -> Settings:
@@ -115,17 +117,46 @@ def load_settings(app: Flask, overrides: dict) -> Settings:
         ratelimit.build_storage(storage)
     except ValueError as exc:
         raise ConfigError("environment", "BEACON_RATE_LIMIT_STORAGE", str(exc)) from None
+    admin_token = get("BEACON_ADMIN_TOKEN")
     return Settings(
         env,
         config,
         trusted,
         seed,
         signing.public_key_b64(seed),
-        get("BEACON_ADMIN_TOKEN"),
+        admin_token,
         semantic=semantic != "0",
         log_origin=origin,
         rate_limit_storage=storage,
+        secrets=known_secrets(
+            config,
+            values=(admin_token, secret, seed),
+            urls=(get("DATABASE_URL"), storage),
+        ),
     )
+
+
+def known_secrets(
+    config: BeaconConfig,
+    *,
+    values: tuple[str | bytes | None, ...] = (),
+    urls: tuple[str | None, ...] = (),
+) -> redact.Secrets:
+    """Every secret the portal knows at start-up: each region's key and the header values it
+    takes from the environment (the variables `api_key_env` and `headers` name, read when text
+    is scrubbed, as providers read them when they call), the secrets inside its `base_url`,
+    `values` (the admin token, SECRET_KEY, the signing seed) and the passwords inside `urls`
+    (the database's, the rate-limit storage's)."""
+    secrets = redact.Secrets()
+    for region in config.regions.values():
+        secrets.add_url(region.base_url)
+    for name in config.secret_env_names():
+        secrets.add_env(name)
+    for value in values:
+        secrets.add(value)
+    for url in urls:
+        secrets.add(redact.password_of(url))
+    return secrets
 
 
 def database_url(raw: str | None, instance_path: str) -> str:

@@ -1,4 +1,5 @@
-"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo | regions check`."""
+"""Command line: `flask beacon keygen | sign FILE | verify FILE | worker | demo | redact`, and the
+`regions`, `questions` and `witness` groups."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from portal.cli import judge as judge_cli
 from portal.cli.provenance import backfill_receipts_command
 from portal.cli.questions import questions_group
 from portal.cli.recompare import recompare_command
+from portal.cli.redact import redact_command
 from portal.cli.regions import regions_group
 from portal.cli.witness import witness as witness_group
 from portal.db import db
@@ -48,6 +50,7 @@ def register(app: Flask) -> None:
 
     beacon.add_command(recompare_command)
     beacon.add_command(backfill_receipts_command)
+    beacon.add_command(redact_command)
     beacon.add_command(judge_cli.judge_command)
     beacon.add_command(judge_cli.judge_agreement_command)
     beacon.add_command(witness_group)

@@ -1,9 +1,11 @@
 """The comparison of a stored job, computed from its answers off the event loop and cached.
 
 An ended job's comparison is stored on the job once per baseline region, so asking for any
-baseline again reads it back instead of comparing every answer again. A running job's latest
-comparisons are kept in this process, keyed by how far the job has got, so polling clients
-share one computation. The comparison itself runs on an OS thread (`portal.offload`).
+baseline again reads it back instead of comparing every answer again. The latest comparisons
+are also kept in this process, keyed by how far the job has got: polling clients of a running
+job share one computation, and views of an ended one skip decoding the stored copy (megabytes
+for a big job, decoded on the event loop). The comparison itself runs on an OS thread
+(`portal.offload`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from portal import offload, settings
 from portal.compare.comparison import compare_job
@@ -45,10 +47,16 @@ def job_comparison(job: Job, baseline: str | None = None) -> dict:
     semantic = settings.current().semantic and semantic_available()
     # Only an ended job's answers are final; the key changes when a retry ends it again.
     key = cache_key(job, semantic)
+    memo_key = _memo_key(job, baseline, key)
+    with _recent_lock:
+        remembered = _recent.get(memo_key)
+    if remembered is not None:
+        return remembered
     cached = job.comparison_cache if job.ended else None
     if cached and cached.get("key") == key:
         stored = _stored(cached, baseline, default)
         if stored is not None:
+            _remember(memo_key, stored)
             return stored
     doc = _computed(job, baseline, semantic, key)
     if job.ended:
@@ -77,15 +85,38 @@ def _store(job: Job, cached: dict | None, key: dict, baseline, doc: dict) -> Non
 
 
 def _progress(job: Job) -> tuple:
-    """What changes whenever an answer of the job changes state."""
+    """What changes whenever an answer of the job changes state, or is judged (the comparison
+    carries the judge's labels)."""
     return tuple(
-        (a.id, a.status, a.attempts, iso(a.finished_at)) for e in job.executions for a in e.answers
+        (a.id, a.status, a.attempts, iso(a.finished_at), _judged(a))
+        for e in job.executions
+        for a in e.answers
     )
+
+
+def _judged(answer) -> tuple | None:
+    # Never a query per answer: a job loaded without its judgements keys apart, never stale.
+    if "judgement" in inspect(answer).unloaded:
+        return ("unloaded",)
+    judgement = answer.judgement
+    return (judgement.status, judgement.label) if judgement is not None else None
+
+
+def _memo_key(job: Job, baseline, key: dict) -> tuple:
+    return (job.id, baseline, repr(sorted(key.items())), hash(_progress(job)))
+
+
+def _remember(memo_key: tuple, doc: dict) -> None:
+    with _recent_lock:
+        _recent[memo_key] = doc
+        _recent.move_to_end(memo_key)
+        while len(_recent) > RECENT_KEPT:
+            _recent.popitem(last=False)
 
 
 def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
     """Compares the job on an OS thread, once per state of the job in this process."""
-    memo_key = (job.id, baseline, repr(sorted(key.items())), hash(_progress(job)))
+    memo_key = _memo_key(job, baseline, key)
     with _recent_lock:
         if memo_key in _recent:
             _recent.move_to_end(memo_key)
@@ -103,10 +134,7 @@ def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
         finally:
             with _recent_lock:
                 _computing.pop(memo_key, None)
-        with _recent_lock:
-            _recent[memo_key] = doc
-            while len(_recent) > RECENT_KEPT:
-                _recent.popitem(last=False)
+        _remember(memo_key, doc)
     return doc
 
 

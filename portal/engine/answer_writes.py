@@ -20,7 +20,7 @@ import hashlib
 
 from sqlalchemy import bindparam, update
 
-from portal import compare, prices, providers
+from portal import compare, prices, providers, redact
 from portal.models import Answer
 from portal.status import RunStatus
 from portal.storable import storable_text
@@ -90,11 +90,17 @@ def store_completed(session, answer_id: int, values: dict) -> bool:
 
 
 def completed_values(
-    result: providers.ProviderResult, prompt: str, price: prices.Price | None = None
+    result: providers.ProviderResult,
+    prompt: str,
+    price: prices.Price | None = None,
+    secrets: redact.Secrets | None = None,
 ) -> dict:
     """Returns what a successful call stores on its answer: the cleaned text, its SHA-256 (of
-    the whole text, before any truncation), timings, tokens, cost, class and who served it."""
-    text = clean_output(result.text)
+    the whole text, before any truncation), timings, tokens, cost, class and who served it; any
+    of `secrets` the provider put in its text or its self-description is hidden first."""
+    secrets = secrets or redact.Secrets()
+    # Whole secrets only in the text: an answer is long, and its words are the evidence.
+    text = secrets.scrub(clean_output(result.text), fragments=False)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if len(text) > MAX_OUTPUT_CHARS:
         text = (
@@ -115,7 +121,7 @@ def completed_values(
         "classification": compare.classify(
             text, status=RunStatus.COMPLETED, error=None, prompt=prompt
         ),
-        "served_by": result.served_by or None,
+        "served_by": secrets.scrub_value(result.served_by) or None,
     }
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 import gevent
 from sqlalchemy import select
 
-from portal import compare, logs, prices, providers, redact
+from portal import compare, logs, prices, providers, redact, settings
 from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
@@ -76,6 +76,8 @@ class _Context:
         # True once the worker drains (SIGTERM): no new call starts, the execution is handed back.
         self.stopping = stopping or (lambda: False)
         self.limits = config.execution
+        # Every secret the portal knows: a provider may echo the key it was sent (issue 20).
+        self.secrets = settings.current().secrets
         self.region = config.regions.get(execution.region)
         self.model = config.models.get(execution.model_id)
         self.problem = None
@@ -218,8 +220,9 @@ def _call_and_record(
     try:
         result = providers.call(ctx.region, ctx.model, prompt, timeout_s=timeout_s)
     except providers.ProviderError as exc:
-        # The message quotes the provider's address: never with the credentials it may hold.
-        exc.message = redact.scrub(exc.message, ctx.region.base_url)
+        # The message quotes the provider's address and what the provider said: never with the
+        # credentials the address holds, nor any key or token the provider echoes back.
+        exc.message = ctx.secrets.scrub(redact.scrub(exc.message, ctx.region.base_url))
         error = exc
     finished = utcnow()
     metrics.observe_call(ctx.labels, (finished - started).total_seconds(), error is None)
@@ -229,7 +232,7 @@ def _call_and_record(
         return None
     if result is not None:
         # Stored only while the answer is still running (else it ended meanwhile: keep that).
-        values = answer_writes.completed_values(result, prompt, ctx.price)
+        values = answer_writes.completed_values(result, prompt, ctx.price, ctx.secrets)
         stored = answer_writes.store_completed(db.session, answer_id, values)
         cost = values["cost_usd"]
         reached = stored and cost is not None and budget.charge(db.session, ctx.job_id, cost)

@@ -12,7 +12,7 @@ from sqlalchemy import exists, select, update
 
 from portal import settings
 from portal.config import BeaconConfig
-from portal.db import MAX_ROW_ID, db
+from portal.db import column_max, db
 from portal.engine import wake
 from portal.errors import Conflict, NotFound
 from portal.judge import queue as judge_queue
@@ -55,7 +55,8 @@ def find_job(job_id: str, *, load_answers: bool = True) -> Job:
 def find_execution(execution_id: int) -> Execution:
     """Loads an execution by id, or raises NotFound execution_not_found."""
     # An id beyond the column's range cannot exist, and the database driver would overflow on it.
-    found = db.session.get(Execution, execution_id) if 0 <= execution_id <= MAX_ROW_ID else None
+    in_range = 0 <= execution_id <= column_max(Execution.id)
+    found = db.session.get(Execution, execution_id) if in_range else None
     if found is None:
         raise NotFound("execution_not_found", f"no execution with id {execution_id}")
     return found

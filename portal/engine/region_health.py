@@ -1,10 +1,13 @@
 """Each region's health from its recent provider calls, for the /regions page and the API.
 
-Over the last hour (`WINDOW`), counting answers whose call was made (`attempts > 0`) and that
-ended `completed` or `failed`: the error rate is failed / (completed + failed), p50 latency is
-the median latency of the completed ones. The last success is the newest completed answer of
-any age. A region whose every call in the window failed is `failing`; one with no call in the
-window is `idle`; one with some failures is `degraded`; else `ok`.
+Over the last hour (`WINDOW`), counting the provider calls of answers that ended `completed`
+or `failed` (an answer never called, `attempts` 0, is left out). An answer asked `attempts`
+times made that many calls: a completed one failed all but its last, a failed one failed them
+all. So three 503s and then an answer are four calls and three failures, not one success
+(issue 20). The error rate is failed calls / calls; p50 latency is the median latency of the
+completed answers (the one call of each that succeeded). The last success is the newest
+completed answer of any age. A region whose every call in the window failed is `failing`; one
+with no call in the window is `idle`; one with some failed calls is `degraded`; else `ok`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ WINDOW = timedelta(hours=1)
 
 
 def _empty() -> dict:
-    """Counts of one region's ended calls by status, and its completed calls' latencies."""
-    return {**dict.fromkeys(CLASSIFIED, 0), "latencies": []}
+    """One region's calls, failed calls, and its completed answers' latencies."""
+    return {"calls": 0, "failed": 0, "latencies": []}
 
 
 def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str, dict]:
@@ -33,7 +36,7 @@ def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str
     now = now or utcnow()
     since = now - WINDOW
     ended = (
-        select(Execution.region, Answer.status, Answer.latency_ms)
+        select(Execution.region, Answer.status, Answer.attempts, Answer.latency_ms)
         .join(Execution, Answer.execution_id == Execution.id)
         .where(
             Answer.finished_at >= since,
@@ -42,11 +45,15 @@ def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str
         )
     )
     calls: dict[str, dict] = {r: _empty() for r in config.regions}
-    for region, status, latency in db.session.execute(ended):
+    for region, status, attempts, latency in db.session.execute(ended):
         entry = calls.setdefault(region, _empty())
-        entry[status] += 1
-        if status == RunStatus.COMPLETED and latency is not None:
-            entry["latencies"].append(latency)
+        entry["calls"] += attempts
+        if status == RunStatus.COMPLETED:
+            entry["failed"] += attempts - 1
+            if latency is not None:
+                entry["latencies"].append(latency)
+        else:
+            entry["failed"] += attempts
     last_success = dict(
         db.session.execute(
             select(Execution.region, func.max(Answer.finished_at))
@@ -59,10 +66,10 @@ def region_health(config: BeaconConfig, now: datetime | None = None) -> dict[str
     health = {}
     for region in config.regions:
         entry = calls[region]
-        total = entry["completed"] + entry["failed"]
+        total = entry["calls"]
         if total == 0:
             state = "idle"
-        elif entry["completed"] == 0:
+        elif entry["failed"] == total:
             state = "failing"
         elif entry["failed"]:
             state = "degraded"

@@ -22,7 +22,7 @@ from pathlib import Path
 import gevent
 from sqlalchemy import and_, exists, or_, select, update
 
-from portal import providers
+from portal import providers, redact, settings
 from portal.config import BeaconConfig, ExecutionSettings
 from portal.db import db
 from portal.engine.answer_writes import clean_output
@@ -41,7 +41,10 @@ MAX_REPLY_CHARS = 4000
 # What an answer may be when it is put in the prompt: long answers are cut (the judge needs the
 # start of an answer to tell a refusal), and the prompt's own fences are taken out of it.
 MAX_ANSWER_CHARS = 3000
-_FENCES = re.compile(r"<<<|>>>")
+# Every maximal run of three or more angle brackets, mixed or not. Taking out `<<<` and `>>>`
+# alone let `ANSWER><<<>>` become `ANSWER>>>` (issue 20): a maximal run is bounded by other
+# characters, so removing it never joins two runs into a fence, in one linear pass.
+_FENCES = re.compile(r"[<>]{3,}")
 _REPLY = re.compile(r"[\s\"'*`]*(complete|evasive|denial)[\s\"'*`]*\.?[\s\"'*`]*", re.IGNORECASE)
 
 
@@ -110,7 +113,9 @@ def claim(table, limit: int, owner: str, lease: float, ready=None) -> list[int]:
 
 def call_judge(config: BeaconConfig, prompt: str, *, max_tokens: int, record_attempt):
     """Calls the judge with the answers' timeout and retries; returns (text, None) or
-    (None, error message). `record_attempt()` stores each attempt before it is made."""
+    (None, error message). `record_attempt()` stores each attempt before it is made. Both are
+    stored: every secret the portal knows is hidden in them first (issue 20)."""
+    secrets = settings.current().secrets
     setting = config.judge
     region = config.regions.get(setting.region)
     model = config.models.get(setting.model)
@@ -133,8 +138,9 @@ def call_judge(config: BeaconConfig, prompt: str, *, max_tokens: int, record_att
                 gevent.sleep(min(BACKOFF_CAP_S, max(0.0, delay)))
                 continue
             tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-            return None, exc.message + tries
-        return clean_output(result.text)[:MAX_REPLY_CHARS], None
+            message = secrets.scrub(redact.scrub(exc.message, region.base_url))
+            return None, message + tries
+        return secrets.scrub(clean_output(result.text)[:MAX_REPLY_CHARS]), None
 
 
 def attempt_recorder(table, row_id: int, owner: str):

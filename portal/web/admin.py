@@ -2,7 +2,13 @@
 
 The session cookie holds only a random id; the database keeps its SHA-256 and an expiry. A
 copied cookie therefore stops working at logout or after `SESSION_HOURS`, whichever comes
-first, in every worker. The login form is throttled per client address like submissions are.
+first, in every worker.
+
+The admin token is accepted in two places, the login form and `Authorization: Bearer` on the
+API's admin endpoints, and both go through `check_token`: one throttle per client address
+(`ADMIN_RATE`), counted before the comparison, right token or wrong, in the storage the
+submission limit uses (`BEACON_RATE_LIMIT_STORAGE`), so every worker and instance shares it.
+Every submitted login form is an attempt; an API request is one when it presents a token.
 """
 
 from __future__ import annotations
@@ -15,14 +21,15 @@ from datetime import timedelta
 from flask import current_app, g, session
 from sqlalchemy import delete
 
+from portal import ratelimit, settings
 from portal.db import db
-from portal.errors import RateLimited
 from portal.models import AdminSession
 from portal.times import utcnow
 
 SESSION_HOURS = 12
-# Login attempts per client address (limits' notation); every POST counts.
-LOGIN_RATE = "10 per minute"
+# Attempts to present the admin token per client address (limits' notation), on the login form
+# and the API together; every attempt counts.
+ADMIN_RATE = "10 per minute"
 _KEY = "admin"
 
 
@@ -80,12 +87,27 @@ def signed_in() -> bool:
     return g.beacon_admin
 
 
-def throttle_wait(client: str | None) -> str | None:
-    """Counts one login attempt from `client`; returns the seconds to wait when over the limit."""
-    # Every attempt counts, so guessing the token is slow (docs/security.md).
-    limiter = current_app.extensions["beacon_login_limiter"]
-    try:
-        limiter.check(f"login:{client or 'unknown'}")
-    except RateLimited as exc:
-        return exc.headers["Retry-After"]
-    return None
+def throttle(app) -> ratelimit.SubmissionLimiter:
+    """Builds the admin-token throttle of `app`, in the rate-limit storage its settings name."""
+    storage = app.extensions["beacon"].rate_limit_storage
+    return ratelimit.SubmissionLimiter(
+        ADMIN_RATE,
+        storage,
+        namespace="admin",
+        noun="admin token attempts",
+        refusal="admin token attempts",
+    )
+
+
+def count_attempt(client: str | None) -> None:
+    """Counts one attempt to present the admin token; raises RateLimited over ADMIN_RATE."""
+    # Every attempt counts, the right token too, so guessing it is slow (docs/security.md).
+    current_app.extensions["beacon_admin_throttle"].check(client or "unknown")
+
+
+def check_token(given: str | None, client: str | None) -> bool:
+    """Counts the attempt from `client` (RateLimited when over the limit), then says whether
+    `given` is the admin token; False when none is set."""
+    count_attempt(client)
+    token = settings.current().admin_token
+    return token is not None and given is not None and token_matches(given, token)

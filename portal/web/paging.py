@@ -2,7 +2,8 @@
 `cursor`, and the other integers the API and the pages take (docs/security.md).
 
 A number is refused with 400 `invalid_parameter` unless it is plain digits inside the range
-its column can hold (`portal.db`'s bounds), so no value reaches the database driver that would
+the column it is compared with can hold (`portal.db.column_max`: 2**31 - 1 for an `Integer`
+column, which every id and `log_index` is), so no value reaches the database driver that would
 overflow there. The OpenAPI document reads the same constants, so it cannot drift.
 """
 
@@ -12,14 +13,47 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from portal.db import MAX_ROW_ID
+from portal.db import MAX_ROW_ID, column_max
 from portal.errors import ApiError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# Plain decimal digits only: no sign, no spaces, no exponent; 19 digits hold any 64-bit value.
-DIGITS = re.compile(r"[0-9]{1,19}")
-PAIR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
+
+
+def number_pattern(maximum: int) -> str:
+    """A regular expression matching exactly the plain decimal numbers from 0 to `maximum`
+    (leading zeros allowed): what the OpenAPI document says a cursor may be."""
+    top = str(maximum)
+    branches = [f"[0-9]{{1,{len(top) - 1}}}"] if len(top) > 1 else []
+    for i, digit in enumerate(top):
+        if digit != "0":
+            rest = len(top) - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            branches.append(top[:i] + f"[0-{int(digit) - 1}]" + tail)
+    branches.append(top)
+    return "0*(?:" + "|".join(branches) + ")"
+
+
+# Plain decimal digits only: no sign, no spaces, no exponent. The document's patterns: a row
+# id's cursor is one number within MAX_ROW_ID, the question history's two.
+DIGITS = re.compile(number_pattern(MAX_ROW_ID))
+PAIR = re.compile(f"{DIGITS.pattern}-{DIGITS.pattern}")
+
+
+def whole(raw: str) -> int | None:
+    """The value of plain decimal digits (leading zeros allowed, as the patterns allow them),
+    or None for anything else and for numbers past every column."""
+    if not raw or not raw.isascii() or not raw.isdigit():
+        return None
+    digits = raw.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else None
+
+
+def bound(column=None, maximum: int | None = None) -> int:
+    """The largest number accepted: `maximum`, else what `column` holds, else a row id's."""
+    if maximum is not None:
+        return maximum
+    return column_max(column) if column is not None else MAX_ROW_ID
 
 
 def integer(
@@ -28,36 +62,43 @@ def integer(
     *,
     default: int | None = None,
     minimum: int = 0,
-    maximum: int = MAX_ROW_ID,
+    maximum: int | None = None,
+    column=None,
     required: bool = False,
     message: str | None = None,
 ) -> int | None:
-    """Reads `name` as a whole number in [minimum, maximum]; `default` when absent or empty,
-    unless it is `required`."""
+    """Reads `name` as a whole number in [minimum, maximum] (by default what `column` holds);
+    `default` when absent, unless it is `required`. Present but empty is refused, as the
+    OpenAPI document's patterns say (no form of the pages sends an empty number)."""
+    maximum = bound(column, maximum)
     raw = args.get(name)
     text = message or f"{name} must be a whole number from {minimum} to {maximum}"
-    if raw is None or raw == "":
+    if raw is None:
         if required:
             raise ApiError(400, "invalid_parameter", text, {name: raw})
         return default
-    if not DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+    value = whole(raw)
+    if value is None or not minimum <= value <= maximum:
         raise ApiError(400, "invalid_parameter", text, {name: raw})
-    return int(raw)
+    return value
 
 
-def row_cursor(raw: str) -> int:
-    """A cursor that is one row id, as `next` gave it."""
-    return integer({"cursor": raw}, "cursor", message="cursor must be a value from `next`")
+def row_cursor(raw: str, column=None) -> int:
+    """A cursor that is one row id of `column`, as `next` gave it."""
+    return integer(
+        {"cursor": raw}, "cursor", column=column, message="cursor must be a value from `next`"
+    )
 
 
-def pair_cursor(raw: str) -> tuple[int, int]:
+def pair_cursor(raw: str, outer=None, inner=None) -> tuple[int, int]:
     """A cursor of two row ids, `<outer>-<inner>`, as `next` gave it."""
-    match = PAIR.fullmatch(raw)
-    if match is None or max(int(match[1]), int(match[2])) > MAX_ROW_ID:
+    first, _, second = raw.partition("-")
+    pair = whole(first), whole(second)
+    if None in pair or pair[0] > bound(outer) or pair[1] > bound(inner):
         raise ApiError(
             400, "invalid_parameter", "cursor must be a value from `next`", {"cursor": raw}
         )
-    return int(match[1]), int(match[2])
+    return pair
 
 
 def page_args(
@@ -65,10 +106,14 @@ def page_args(
     *,
     default: int = DEFAULT_LIMIT,
     maximum: int = MAX_LIMIT,
-    cursor: Callable[[str], Any] = row_cursor,
+    column=None,
+    cursor: Callable[[str], Any] | None = None,
 ) -> tuple[int, Any]:
-    """Returns (limit, cursor or None) of a list request."""
+    """Returns (limit, cursor or None) of a list request; the cursor is a row id of `column`
+    unless `cursor` parses it."""
     message = f"limit must be 1 to {maximum}"
     limit = integer(args, "limit", default=default, minimum=1, maximum=maximum, message=message)
     raw = args.get("cursor")
-    return limit, (cursor(raw) if raw is not None else None)
+    if raw is None:
+        return limit, None
+    return limit, (cursor(raw) if cursor is not None else row_cursor(raw, column))

@@ -11,6 +11,7 @@ from flask import Flask, request
 from portal import settings
 from portal.config import BeaconConfig
 from portal.errors import ApiError
+from portal.models import Answer, Job
 from portal.questions import language_tag
 from portal.web import paging
 
@@ -85,7 +86,12 @@ def region_id(value: str | None, config: BeaconConfig) -> str | None:
 
 def history_query(args, *, default_limit: int = paging.DEFAULT_LIMIT) -> dict:
     """A question history's filters and page, as `compare.history.history` takes them."""
-    limit, cursor = paging.page_args(args, default=default_limit, cursor=paging.pair_cursor)
+    # `<job pk>-<answer id>` (portal/compare/history.py), each bounded by its column.
+    limit, cursor = paging.page_args(
+        args,
+        default=default_limit,
+        cursor=lambda raw: paging.pair_cursor(raw, Job.pk, Answer.id),
+    )
     return {
         "model_id": args.get("model_id") or None,
         "region": region_id(args.get("region") or None, settings.current().config),

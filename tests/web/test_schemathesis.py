@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -109,6 +110,18 @@ def seeded(tmp_path_factory):
             execution_ids += [e["id"] for e in doc["job"]["executions"]]
         assert job_ids == JOB_IDS and execution_ids == EXECUTION_IDS
         yield Seeded(url, job_ids, execution_ids)
+
+
+# gunicorn answers a request line longer than its limit_request_line (4094 bytes) with its own
+# 414 page before the portal sees the request: generated queries that long (negative cases that
+# repeat a parameter dozens of times) test gunicorn, not this document.
+MAX_QUERY_CHARS = 3000
+
+
+@schema.hook
+def filter_query(context, query):
+    """Keeps queries that fit in a request line the server reads."""
+    return len(urlencode(query or {}, doseq=True)) <= MAX_QUERY_CHARS
 
 
 @schema.hook

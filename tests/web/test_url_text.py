@@ -14,7 +14,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import Integer
 
+# The one place this file names the portal's modules.
+from portal.db import MAX_ROW_ID, column_max, db
 from tests.support.inline import run_inline
 from tests.support.loopback import LoopbackProvider
 from tests.support.specs import job_spec
@@ -162,3 +165,18 @@ def test_the_issues_examples_are_refused_before_any_query(walked_app):
     got = {path: client.get(path).status_code for path, _ in EXAMPLES}
     wrong = {path: (got[path], status) for path, status in EXAMPLES if got[path] != status}
     assert not wrong, f"(got, expected) for each path answered otherwise: {wrong}"
+
+
+def test_the_row_id_bound_fits_every_integer_key_column():
+    """`portal.db.MAX_ROW_ID` bounds row ids no view names a column for: no integer key column
+    may hold less (every one is a 32-bit INTEGER on PostgreSQL today)."""
+    keys = [
+        column
+        for table in db.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, Integer) and (column.primary_key or column.foreign_keys)
+    ]
+    assert keys
+    assert all(column_max(column) >= MAX_ROW_ID for column in keys), [
+        (str(c), column_max(c)) for c in keys
+    ]

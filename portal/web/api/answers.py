@@ -7,13 +7,13 @@ job says where to page through them: `GET /api/v1/jobs/<id>/answers?limit=&curso
 
 from __future__ import annotations
 
-from flask import jsonify, request, url_for
+from flask import request, url_for
 from sqlalchemy import select
 
 from portal.db import db
 from portal.engine.jobs import find_job
 from portal.models import Answer, Execution, Job
-from portal.web import paging
+from portal.web import paging, rendering
 from portal.web.api.blueprint import bp
 
 INLINE_ANSWERS = 100
@@ -40,7 +40,7 @@ def job_document(job: Job) -> dict:
 def list_job_answers(job_id: str):
     """Lists one job's answers in execution order, a page at a time, with a cursor."""
     find_job(job_id, load_answers=False)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Answer.id)
     query = (
         select(Answer, Execution.model_id, Execution.region)
         .join(Execution, Answer.execution_id == Execution.id)
@@ -52,4 +52,5 @@ def list_job_answers(job_id: str):
     rows = db.session.execute(query.limit(limit + 1)).all()
     page, more = rows[:limit], len(rows) > limit
     items = [{**a.to_dict(), "model_id": model, "region": region} for a, model, region in page]
-    return jsonify(items=items, next=str(page[-1][0].id) if more else None)
+    doc = {"items": items, "next": str(page[-1][0].id) if more else None}
+    return rendering.json_response(lambda: doc)

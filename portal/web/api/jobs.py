@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Response, current_app, jsonify, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -19,7 +17,7 @@ from portal.judge import summary
 from portal.models import Execution, Job, answer_counts
 from portal.questions import prompt_version
 from portal.status import JOB_STATUSES, RUN_STATUSES
-from portal.web import paging, params
+from portal.web import admin, paging, params, rendering
 from portal.web.api import openapi
 from portal.web.api.answers import job_document
 from portal.web.api.blueprint import bp
@@ -74,7 +72,7 @@ def list_jobs():
     if status:
         _check_choice("status", status, JOB_STATUSES)
         query = query.where(Job.status == status)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Job.pk)
     if cursor is not None:
         query = query.where(Job.pk < cursor)
     jobs = db.session.scalars(query.limit(limit + 1)).all()
@@ -87,7 +85,8 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
-    return jsonify(job=job_document(find_job(job_id)))
+    doc = {"job": job_document(find_job(job_id))}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/jobs/<job_id>/comparison")
@@ -96,8 +95,7 @@ def get_comparison(job_id: str):
     job = find_job(job_id)
     doc = {"comparison": report.job_comparison(job, _baseline())}
     # Megabytes of answers and diffs for a big job: encoded off the event loop.
-    body = offload.run(current_app.json.dumps, doc)
-    return current_app.response_class(body + "\n", mimetype="application/json")
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/jobs/<job_id>/comparison.csv")
@@ -136,9 +134,9 @@ def retry_job(job_id: str):
 
 
 def require_admin() -> None:
-    """Refuses the request unless it carries `Authorization: Bearer <BEACON_ADMIN_TOKEN>`."""
-    token = settings.current().admin_token
-    if token is None:
+    """Refuses the request unless it carries `Authorization: Bearer <BEACON_ADMIN_TOKEN>`;
+    every attempt counts in the admin-token throttle the login form shares (429 over it)."""
+    if settings.current().admin_token is None:
         raise ApiError(
             403,
             "admin_disabled",
@@ -146,11 +144,9 @@ def require_admin() -> None:
             "not set",
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Compared as bytes: compare_digest refuses str holding non-ASCII characters.
-    given_bytes = given.strip().encode("utf-8", "surrogatepass")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given_bytes, token.encode("utf-8", "surrogatepass")
-    ):
+    bearer = given.strip() if scheme.lower() == "bearer" else ""
+    # No token, no guess: only a request presenting one counts against the throttle.
+    if not bearer or not admin.check_token(bearer, request.remote_addr):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <BEACON_ADMIN_TOKEN>")
 
 
@@ -166,7 +162,7 @@ def list_executions():
             if name == "region":
                 value = params.region_id(value, settings.current().config)
             query = query.where(getattr(Execution, name) == value)
-    limit, cursor = paging.page_args(request.args)
+    limit, cursor = paging.page_args(request.args, column=Execution.id)
     if cursor is not None:
         query = query.where(Execution.id > cursor)
     rows = db.session.scalars(query.limit(limit + 1)).all()
@@ -179,14 +175,16 @@ def list_job_executions(job_id: str):
     """Lists every execution of one job, with answers, in the spec's order."""
     job = find_job(job_id)
     # A big job's executions come without answers, as in its job document.
-    return jsonify(items=job_document(job)["executions"], next=None)
+    doc = {"items": job_document(job)["executions"], "next": None}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/executions/<int:execution_id>")
 def get_execution(execution_id: int):
     """Returns one execution with its answers."""
     execution = find_execution(execution_id)
-    return jsonify(execution=execution.to_dict(with_answers=True))
+    doc = {"execution": execution.to_dict(with_answers=True)}
+    return rendering.json_response(lambda: doc)
 
 
 @bp.get("/models")

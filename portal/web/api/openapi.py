@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+from portal.db import MAX_INT32
 from portal.web.api import openapi_provenance as provenance_openapi
 from portal.web.api import openapi_watch as watch_openapi
 from portal.web.api.openapi_schemas import (
@@ -16,7 +19,7 @@ from portal.web.api.openapi_schemas import (
     obj,
     ref,
 )
-from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
+from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT, PAIR
 
 
 def json_response(description: str, schema: dict) -> dict:
@@ -143,7 +146,7 @@ def paths() -> dict:
                 "security": [{"admin": []}],
                 "responses": {
                     "200": json_response("the job, now cancelled", obj({"job": ref("Job")})),
-                    **errors(401, 403, 404, 409),
+                    **errors(401, 403, 404, 409, 429),
                 },
             }
         },
@@ -158,7 +161,7 @@ def paths() -> dict:
                         "the job, queued again",
                         obj({"job": ref("Job"), "requeued": INT}),
                     ),
-                    **errors(401, 403, 404, 409),
+                    **errors(401, 403, 404, 409, 429),
                 },
             }
         },
@@ -280,7 +283,7 @@ def paths() -> dict:
                     LIMIT,
                     query(
                         "cursor",
-                        {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,18}$"},
+                        {"type": "string", "pattern": f"^{PAIR.pattern}$"},
                         "`next` of a page",
                     ),
                 ],
@@ -300,6 +303,32 @@ def paths() -> dict:
     }
 
 
+# Text a URL may carry: anything but NUL, which no database stores (portal/web/url_text.py).
+NO_NUL = "^[^\\x00]*$"
+
+
+def with_url_refusals(paths: dict) -> dict:
+    """Adds what portal/web/url_text.py refuses on every route to every operation: 400 for a
+    query name or value no database stores, and, where the path has parameters, 404 for such a
+    path segment or a path number past its INTEGER column. Each free-text parameter says it
+    holds no NUL, and each path number its `maximum`."""
+    paths = copy.deepcopy(paths)
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.setdefault("400", errors(400)["400"])
+            parameters = operation.get("parameters", [])
+            if any(p["in"] == "path" for p in parameters):
+                responses.setdefault("404", errors(404)["404"])
+            for parameter in parameters:
+                schema = parameter["schema"]
+                if schema.get("type") == "integer" and parameter["in"] == "path":
+                    parameter["schema"] = {**schema, "maximum": MAX_INT32}
+                elif schema.get("type") == "string" and not {"pattern", "enum"} & set(schema):
+                    parameter["schema"] = {**schema, "pattern": NO_NUL}
+    return paths
+
+
 def document(version: str) -> dict:
     """Returns the whole OpenAPI 3.1 document."""
     return {
@@ -310,7 +339,7 @@ def document(version: str) -> dict:
             "description": "Submit signed JobSpecs and compare how one model answers "
             'across regions. Errors: {"error": {"code", "message"}}.',
         },
-        "paths": {**paths(), **provenance_openapi.PATHS, **watch_openapi.PATHS},
+        "paths": with_url_refusals({**paths(), **provenance_openapi.PATHS, **watch_openapi.PATHS}),
         "components": {
             "schemas": {**SCHEMAS, **provenance_openapi.SCHEMAS, **watch_openapi.SCHEMAS},
             "securitySchemes": {

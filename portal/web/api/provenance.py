@@ -14,7 +14,7 @@ from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
 from portal.provenance import cosigning, receipts, tlog
 from portal.provenance.log_models import Receipt
-from portal.web import paging
+from portal.web import paging, rendering
 from portal.web.api.blueprint import bp
 
 MAX_ENTRIES = 1000
@@ -95,11 +95,18 @@ def list_entries():
         .limit(limit + 1)
     ).all()
     page, more = rows[:limit], len(rows) > limit
-    items = [
-        {"index": r.log_index, "receipt": json.loads(r.body), "signature": r.signature}
-        for r in page
-    ]
-    return jsonify(items=items, next=str(rows[limit].log_index) if more else None)
+    entries = [(r.log_index, r.body, r.signature) for r in page]
+    following = str(rows[limit].log_index) if more else None
+
+    def build() -> dict:
+        # Decoded and encoded off the event loop: a page is up to 1,000 receipts.
+        items = [
+            {"index": index, "receipt": json.loads(body), "signature": signature}
+            for index, body, signature in entries
+        ]
+        return {"items": items, "next": following}
+
+    return rendering.json_response(build)
 
 
 @bp.get("/jobs/<job_id>/evidence")
@@ -132,17 +139,24 @@ def get_evidence(job_id: str):
             "spec": job.spec_raw,
         },
         "executions": [e.to_dict(with_answers=True) for e in job.executions],
-        "receipts": [
-            {
-                **receipts.served(r),
-                "inclusion": tlog.inclusion(r.log_index, checkpoint["size"]),
-            }
-            for r in rows
-        ],
         "checkpoint": checkpoint,
         "public_key": s.portal_public_key,
     }
-    response = jsonify(doc)
+    # Proofs read the log's tree on the loop; receipts are decoded (from copies no session
+    # holds) and everything encoded off it.
+    proofs = [
+        (
+            Receipt(body=r.body, signature=r.signature, log_index=r.log_index),
+            tlog.inclusion(r.log_index, checkpoint["size"]),
+        )
+        for r in rows
+    ]
+
+    def build() -> dict:
+        served = [{**receipts.served(r), "inclusion": inclusion} for r, inclusion in proofs]
+        return {**doc, "receipts": served}
+
+    response = rendering.json_response(build)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", job.id)
     response.headers["Content-Disposition"] = f'attachment; filename="{name}-evidence.json"'
     return response

@@ -11,9 +11,11 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Response, make_response, redirect, render_template, request, send_file
+from flask import Response, make_response, redirect, request, send_file
 from htmx_flask.requests import HtmxHeaders
 from werkzeug.exceptions import NotFound
+
+from portal.web import rendering
 
 LIBRARY_PACKAGE = "js_lib_htmx"
 LIBRARY_FILE = "htmx.min.js"
@@ -28,8 +30,9 @@ def is_partial() -> bool:
 
 
 def render(page: str, partial: str, context: dict, status: int = 200) -> Response:
-    """Renders the fragment for htmx swaps and the full page otherwise, from one context."""
-    response = make_response(render_template(partial if is_partial() else page, **context))
+    """Renders the fragment for htmx swaps and the full page otherwise, from one context (off
+    the event loop: portal/web/rendering.py)."""
+    response = make_response(rendering.template(partial if is_partial() else page, context))
     response.status_code = status
     add_vary(response)
     return response

@@ -147,7 +147,9 @@ def htmx_library():
 def list_jobs():
     """Lists recent jobs, newest first, a page at a time."""
     query = select(Job).order_by(Job.pk.desc()).options(selectinload(Job.executions))
-    before = paging.integer(request.args, "before", message="before must be a value from a link")
+    before = paging.integer(
+        request.args, "before", column=Job.pk, message="before must be a value from a link"
+    )
     if before is not None:
         query = query.where(Job.pk < before)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()
@@ -302,14 +304,19 @@ def login():
         return htmx.redirect_to(next_url)
     form = LoginForm()
     status = 422 if form.is_submitted() else 200
-    wait = admin.throttle_wait(request.remote_addr) if form.is_submitted() else None
-    if wait is not None:
-        form.token.errors, status = [f"Too many login attempts; try again in {wait} s."], 429
-    elif form.validate_on_submit():
-        if admin.token_matches(form.token.data, token):
-            admin.sign_in()
-            return htmx.redirect_to(next_url)
-        form.token.errors = ["That is not the admin token."]
+    if form.is_submitted():
+        # Every submitted form counts in the admin-token throttle, valid or not (docs/security.md).
+        given = form.token.data if form.validate() else None
+        try:
+            if admin.check_token(given, request.remote_addr):
+                admin.sign_in()
+                return htmx.redirect_to(next_url)
+        except RateLimited as exc:
+            wait = exc.headers["Retry-After"]
+            form.token.errors, status = [f"Too many login attempts; try again in {wait} s."], 429
+        else:
+            if given is not None:
+                form.token.errors = ["That is not the admin token."]
     context = {"form": form, "next_url": next_url}
     return htmx.render("login.html", "partials/login_form.html", context, status)
 
