@@ -7,44 +7,20 @@ import copy
 from portal.db import MAX_INT32
 from portal.web.api import openapi_provenance as provenance_openapi
 from portal.web.api import openapi_watch as watch_openapi
-from portal.web.api.openapi_schemas import (
+from portal.web.api.openapi_parts import (
     BOOL,
     INT,
-    LANGUAGE,
-    SCHEMAS,
-    STATUS_ANSWER,
-    STATUS_JOB,
     STR,
+    errors,
+    json_response,
     listing,
     obj,
+    path_param,
+    query,
     ref,
 )
+from portal.web.api.openapi_schemas import LANGUAGE, SCHEMAS, STATUS_ANSWER, STATUS_JOB
 from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT, PAIR
-
-
-def json_response(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def errors(*statuses: int) -> dict:
-    return {
-        str(s): json_response("refused; see docs/api.md for the codes", ref("Error"))
-        for s in statuses
-    }
-
-
-def query(name: str, schema: dict, description: str) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def path_param(name: str, schema: dict) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def any_status(status: dict) -> dict:

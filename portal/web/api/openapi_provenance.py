@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-STR, INT = {"type": "string"}, {"type": "integer"}
-B64 = {"type": "string", "contentEncoding": "base64"}
+from portal.web.api.openapi_parts import (
+    B64,
+    INT,
+    STR,
+    errors,
+    get,
+    json_response,
+    obj,
+    path_param,
+    query,
+)
+
 NUMBER = {"type": "string", "pattern": "^[0-9]{1,18}$"}
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def obj(properties: dict, required: list[str] | None = None) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required if required is not None else list(properties),
-    }
-
-
-def ok(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def refused(*statuses: int) -> dict:
-    return {str(s): ok("refused; see docs/api.md for the codes", ERROR) for s in statuses}
-
-
-def param(name: str, where: str, schema: dict, description: str, required: bool) -> dict:
-    return {
-        "name": name,
-        "in": where,
-        "required": required,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def get(operation_id: str, summary: str, parameters: list, responses: dict) -> dict:
-    return {
-        "get": {
-            "operationId": operation_id,
-            "summary": summary,
-            "parameters": parameters,
-            "responses": responses,
-        }
-    }
 
 
 ANSWER = obj(
@@ -104,60 +76,59 @@ PATHS = {
     "/api/v1/executions/{execution_id}/receipt": get(
         "get_receipt",
         "The execution's signed receipt and its log index (404 until it has ended)",
-        [param("execution_id", "path", {"type": "integer", "minimum": 0}, "execution id", True)],
+        [path_param("execution_id", {"type": "integer", "minimum": 0}, "execution id")],
         {
-            "200": ok("the receipt", obj({**SIGNED, "public_key": B64})),
-            **refused(404),
+            "200": json_response("the receipt", obj({**SIGNED, "public_key": B64})),
+            **errors(404),
         },
     ),
     "/api/v1/log/checkpoint": get(
         "get_checkpoint",
         "The log's checkpoint: a C2SP tlog-checkpoint in a signed note, with its cosignatures",
         [
-            param(
+            query(
                 "cosigned",
-                "query",
                 {"type": "string", "enum": ["0", "1"]},
                 "1: the newest checkpoint a witness cosigned (the current one while none is)",
                 False,
             )
         ],
-        {"200": ok("the checkpoint", CHECKPOINT), **refused(400)},
+        {"200": json_response("the checkpoint", CHECKPOINT), **errors(400)},
     ),
     "/api/v1/log/proof/inclusion": get(
         "get_inclusion_proof",
         "RFC 9162 inclusion path of entry `index` in the tree of `size` (default: now)",
         [
-            param("index", "query", NUMBER, "entry index", True),
-            param("size", "query", NUMBER, "tree size (default: the current size)", False),
+            query("index", NUMBER, "entry index", required=True),
+            query("size", NUMBER, "tree size (default: the current size)"),
         ],
-        {"200": ok("the proof", INCLUSION), **refused(400)},
+        {"200": json_response("the proof", INCLUSION), **errors(400)},
     ),
     "/api/v1/log/proof/consistency": get(
         "get_consistency_proof",
         "RFC 9162 consistency path from tree size `old` to `new` (default: now)",
         [
-            param("old", "query", NUMBER, "older tree size", True),
-            param("new", "query", NUMBER, "newer tree size (default: the current size)", False),
+            query("old", NUMBER, "older tree size", required=True),
+            query("new", NUMBER, "newer tree size (default: the current size)"),
         ],
         {
-            "200": ok(
+            "200": json_response(
                 "the proof",
                 obj({"old": INT, "new": INT, "hashes": {"type": "array", "items": B64}}),
             ),
-            **refused(400),
+            **errors(400),
         },
     ),
     "/api/v1/log/entries": get(
         "list_entries",
         "Log entries in index order, for auditors who rebuild the tree",
         [
-            param("start", "query", NUMBER, "first index (0)", False),
-            param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "", False),
-            param("cursor", "query", NUMBER, "`next` of a page", False),
+            query("start", NUMBER, "first index (0)"),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, ""),
+            query("cursor", NUMBER, "`next` of a page"),
         ],
         {
-            "200": ok(
+            "200": json_response(
                 "a page of entries",
                 obj(
                     {
@@ -169,15 +140,15 @@ PATHS = {
                     }
                 ),
             ),
-            **refused(400),
+            **errors(400),
         },
     ),
     "/api/v1/jobs/{job_id}/evidence": get(
         "get_evidence",
         "One file that verifies the job offline: spec, receipts, inclusion proofs, checkpoint",
-        [param("job_id", "path", STR, "job id", True)],
+        [path_param("job_id", STR, "job id")],
         {
-            "200": ok(
+            "200": json_response(
                 "the evidence file (docs/provenance.md)",
                 obj(
                     {
@@ -195,7 +166,7 @@ PATHS = {
                     }
                 ),
             ),
-            **refused(404),
+            **errors(404),
         },
     ),
 }

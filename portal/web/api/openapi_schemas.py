@@ -7,38 +7,10 @@ from portal.intake.jobspec import CONSTRAINT_TYPES, FIELD_TYPES, JOB_ID_PATTERN,
 from portal.intake.signing import KEY_BYTES, SIGNATURE_BYTES
 from portal.questions import LANGUAGE_TAG
 from portal.status import CLASSIFIED, JOB_STATUSES, RUN_STATUSES
+from portal.web.api.openapi_parts import BOOL, INT, NUM, STR, TIME, nullable, obj, ref
 
-STR, INT, NUM, BOOL = (
-    {"type": "string"},
-    {"type": "integer"},
-    {"type": "number"},
-    {"type": "boolean"},
-)
-TIME = {"type": ["string", "null"], "format": "date-time"}
 # A BCP 47 tag as the portal reads one (any case): en, zh-TW, pt-BR.
 LANGUAGE = {"type": "string", "pattern": f"^{LANGUAGE_TAG.pattern}$"}
-
-
-def nullable(schema: dict) -> dict:
-    """Returns `schema` widened to admit null."""
-    kind = schema["type"]
-    return {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
-
-
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def obj(properties: dict, required: list[str] | None = None) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required if required is not None else list(properties),
-    }
-
-
-def listing(item: dict) -> dict:
-    return obj({"items": {"type": "array", "items": item}, "next": nullable(STR)})
 
 
 _JSON_TYPES = {

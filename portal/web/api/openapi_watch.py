@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 from portal.watch.changes import KINDS
-from portal.web.api.openapi_schemas import INT, STR, listing, nullable, obj, ref
+from portal.web.api.openapi_parts import (
+    INT,
+    STR,
+    errors,
+    json_response,
+    listing,
+    nullable,
+    obj,
+    query,
+    ref,
+)
 from portal.web.paging import DEFAULT_LIMIT, DIGITS, MAX_LIMIT
 
-ERROR = ref("Error")
 STRINGS = {"type": "array", "items": STR}
-
-
-def ok(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def refused(*statuses: int) -> dict:
-    return {str(s): ok("refused; see docs/api.md for the codes", ERROR) for s in statuses}
-
-
-def query(name: str, schema: dict, description: str) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
 
 
 SERVED = nullable({"type": "object", "properties": {"model": STR, "system_fingerprint": STR}})
@@ -76,8 +67,8 @@ PATHS = {
             "operationId": "list_schedules",
             "summary": "The configured schedules, their next run and last job",
             "responses": {
-                "200": ok("the schedules", listing(ref("Schedule"))),
-                **refused(400),
+                "200": json_response("the schedules", listing(ref("Schedule"))),
+                **errors(400),
             },
         }
     },
@@ -88,8 +79,8 @@ PATHS = {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}],
             "security": [{"admin": []}],
             "responses": {
-                "202": ok("submitted and queued", obj({"job": ref("Job")})),
-                **refused(400, 401, 403, 404, 409),
+                "202": json_response("submitted and queued", obj({"job": ref("Job")})),
+                **errors(400, 401, 403, 404, 409),
             },
         }
     },
@@ -116,8 +107,8 @@ PATHS = {
                 ),
             ],
             "responses": {
-                "200": ok("a page of changes", listing(ref("Change"))),
-                **refused(400),
+                "200": json_response("a page of changes", listing(ref("Change"))),
+                **errors(400),
             },
         }
     },
