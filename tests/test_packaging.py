@@ -25,7 +25,7 @@ def test_the_wheel_holds_the_portal_and_no_test_fake(tmp_path):
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", ".*cache*", "instance"
+            ".git", ".venv*", "__pycache__", "*.egg-info", "build", "dist", ".*cache*", "instance"
         ),
     )
     out = tmp_path / "dist"
