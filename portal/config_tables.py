@@ -32,7 +32,10 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    max_concurrency: int = 4
+    # Pool slots (provider calls in flight) per worker process. Remote providers answer in
+    # seconds, so throughput is slots / latency: 32 slots cost little memory and no extra
+    # database connections (docs/deploy.md, "Sizing the pool", scripts/bench_pool.py).
+    max_concurrency: int = 32
     call_timeout_s: float = 300.0
     job_timeout_s: float = 3600.0
     max_attempts: int = 3
