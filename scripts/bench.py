@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(bench_common.table(figures))
     if any(f.target for f in figures):
         print()
-        print("Targets, medians side by side (the difference from the target in brackets):")
+        print("Targets, medians side by side (after the comma: how far from the target):")
         print()
         print(bench_common.side_by_side(figures, kinds))
     missed = [f for f in figures if f.result == "MISSED"]
