@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 # Beside this script.
 import bench_calls  # noqa: E402
-import bench_common  # noqa: E402
+import bench_report  # noqa: E402
 from bench_common import FULL, QUICK, Figure, Section  # noqa: E402
 from bench_engine import Engine  # noqa: E402
 from bench_fanout import Fanout  # noqa: E402
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.runs:
         sizes = dataclasses.replace(sizes, runs=max(1, args.runs))
-    machine = bench_common.describe_machine(args.postgres_url if "postgres" in kinds else None)
+    machine = bench_report.describe_machine(args.postgres_url if "postgres" in kinds else None)
     command = "scripts/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.monotonic()
     figures: list[Figure] = []
@@ -180,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Beacon benchmark: {command.strip()} ({elapsed:.0f} s)")
     print("\n".join(f"- {k}: {v}" for k, v in machine.items() if v is not None))
     print()
-    print(bench_common.table(figures))
+    print(bench_report.table(figures))
     if any(f.target for f in figures):
         print()
         print("Targets, medians side by side (after the comma: how far from the target):")
         print()
-        print(bench_common.side_by_side(figures, kinds))
+        print(bench_report.side_by_side(figures, kinds))
     missed = [f for f in figures if f.result == "MISSED"]
     print()
     print(f"{len(missed)} target(s) missed" if missed else "every target met")
