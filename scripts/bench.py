@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,8 +73,9 @@ class Calls(Section):
                 self.say(f"{label}: {fig.median:.0f} us per call")
 
 
-def run_database(kind: str, kinds: list[str], sections: set[str], args, sizes, workdir: Path):
-    """Runs the chosen sections on one database; returns their figures."""
+def run_database(kind, kinds, sections, args, sizes, workdir: Path, failed: list[str]):
+    """Runs the chosen sections on one database; returns their figures (those measured before
+    a failure too, the failure said in `failed`)."""
     dbs = Databases(kind, workdir, args.postgres_url)
     options = {"poll_s": args.poll_ms / 1000, "profile": args.profile}
     made: list[Section] = []
@@ -106,8 +108,14 @@ def run_database(kind: str, kinds: list[str], sections: set[str], args, sizes, w
                 section(Fanout).scaleout()
             else:
                 print(f"  [{kind}] scaleout runs on PostgreSQL only", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - what was measured before still counts
+        traceback.print_exc()
+        failed.append(f"{kind}: {type(exc).__name__}: {str(exc)[:300]}")
     finally:
-        dbs.close()
+        try:
+            dbs.close()
+        except Exception as exc:  # noqa: BLE001 - a database left behind is said, not fatal
+            print(f"  [{kind}] could not drop the bench database: {exc}", file=sys.stderr)
     return [f for s in made for f in s.figures if f.values]
 
 
@@ -166,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     figures: list[Figure] = []
     workdir = Path(tempfile.mkdtemp(prefix="beacon-bench-"))
+    failed = []
     try:
         for kind in kinds:
-            figures += run_database(kind, kinds, sections, args, sizes, workdir)
+            figures += run_database(kind, kinds, sections, args, sizes, workdir, failed)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - started
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     missed = [f for f in figures if f.result == "MISSED"]
     print()
     print(f"{len(missed)} target(s) missed" if missed else "every target met")
+    for problem in failed:
+        print(f"NOT FINISHED, {problem}")
     if args.json:
         doc = {
             "command": command.strip(),
@@ -196,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(elapsed, 1),
             "machine": machine,
             "figures": [f.as_dict() for f in figures],
+            "failed": failed,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

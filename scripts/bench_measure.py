@@ -11,10 +11,12 @@ its `finished_at`, and the CPU of the engine's worker processes only, over the s
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
+import requests
 from bench_common import JOB_TIMEOUT_S, epoch, groups_cpu_s, pid_cpu_s
 
 from portal.status import JOB_ENDED
@@ -79,15 +81,13 @@ def run_job(server, spec: dict, poll_s: float = POLL_S, timeout: float = JOB_TIM
     deadline = time.monotonic() + timeout
     polls = 0
     while True:
-        response = server.session.get(path, timeout=120)
+        job = _poll(server, path)
         polls += 1
-        response.raise_for_status()
-        job = response.json()["job"]
-        if job["status"] in JOB_ENDED:
+        if job is not None and job["status"] in JOB_ENDED:
             seen = time.time()
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} did not end within {timeout:g} s: {job['counts']}")
+            raise RuntimeError(f"job {job_id} did not end within {timeout:g} s: {job}")
         time.sleep(poll_s)
     cpu_all = groups_cpu_s(groups) - cpu_all
     cpu_workers = workers_cpu_s(workers) - cpu_workers
@@ -107,6 +107,21 @@ def run_job(server, spec: dict, poll_s: float = POLL_S, timeout: float = JOB_TIM
         polls=polls,
         job=job,
     )
+
+
+def _poll(server, path: str) -> dict | None:
+    """Returns the job from one poll, or None when the server answered an error (a database
+    restarted by someone else's test, say): a user would ask again, and so does the harness."""
+    try:
+        response = server.session.get(path, timeout=120)
+    except requests.RequestException as exc:
+        print(f"  poll of {path} failed: {exc}", file=sys.stderr)
+        return None
+    if response.status_code >= 500:
+        print(f"  poll of {path} answered {response.status_code}", file=sys.stderr)
+        return None
+    response.raise_for_status()
+    return response.json()["job"]
 
 
 def wait_for_comparison(server, job_id: str, timeout: float = 300.0) -> float:
