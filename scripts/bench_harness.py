@@ -1,14 +1,15 @@
 """`--only harness`: what the difference between the two ways of measuring a job is made of.
 
-On a fresh server per run, the 900-answer job at 50 ms twice in a row: the first job of a fresh
-process, then the same job again on the warm process. Between them, the comparison the worker
-computes once a job ends (time from `completed` read to the comparison cached on the job's row,
-and the CPU of every process over it); after them, the cost of one poll of the job JSON (CPU of
-every process over 40 polls of the ended job); and for the warm job, the end of each execution
-(its `finished_at` minus its last answer's: the execution's `finished_at` is set before its
-receipt and log append are written, so the receipts show in the efficiency section's "tail",
-last call answered to the job's `finished_at`, not here), and the processes other than the
-worker (gunicorn's master).
+On a fresh server per run, the 900-answer job at 50 ms three times in a row: the first job of a
+fresh process, then the same job again on the warm process, then once more with its JSON polled
+once a second instead of every 25 ms (what the polls cost the job). After the first, the
+comparison the worker computes once a job ends (from the job's `finished_at` to the comparison
+cached on its row, watched every 20 ms, and the CPU of every process from `completed` read until
+then); after the second, the cost of one poll of the job JSON (CPU of every process over 40
+polls of the ended job); and for the second job, the end of each execution (its `finished_at`
+minus its last answer's: the execution's `finished_at` is set before its receipt and log append
+are written, so the receipts show in the efficiency section's "tail", last call answered to the
+job's `finished_at`, not here), and the processes other than the worker (gunicorn's master).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bench_measure import ComparisonWatch, run_job, wait_for_comparison
 from bench_server import serving
 
 POLL_COST_REQUESTS = 40
+SLOW_POLL_S = 1.0
 
 
 class Harness(Section):
@@ -61,6 +63,29 @@ class Harness(Section):
         warm = run_job(server, make_spec(3, 3, n), poll_s)
         wait_for_comparison(server, warm.job_id)
         per_poll_ms, poll_wall_ms = self.poll_cost(server, warm.job_id)
+        # The same job once more on the warm server, its JSON polled once a second: what the
+        # polls themselves do to the job (its own wall time does not depend on when it is read).
+        slow = run_job(server, make_spec(3, 3, n), SLOW_POLL_S)
+        wait_for_comparison(server, slow.job_id)
+        self.add(
+            "h_slow_job_wall",
+            f"third job, polled every {SLOW_POLL_S:g} s: its own submitted_at to finished_at",
+            "s",
+            slow.job_wall_s,
+        )
+        self.add(
+            "h_poll_extra",
+            f"the polls' cost on the job's own wall (polled every {poll_s * 1000:g} ms minus "
+            f"every {SLOW_POLL_S:g} s)",
+            "s",
+            warm.job_wall_s - slow.job_wall_s,
+        )
+        self.add(
+            "h_slow_cpu",
+            f"third job, polled every {SLOW_POLL_S:g} s: CPU per answer, every process",
+            "ms",
+            slow.cpu_ms_per_answer(),
+        )
         answers = cold.answers
         self.add(
             "h_cold_wall",
