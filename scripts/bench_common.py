@@ -94,7 +94,8 @@ class Target:
         """How far the value is from the bound, on the side that says met or missed."""
         gap = value - self.bound if self.op == ">=" else self.bound - value
         share = f" ({abs(gap) / self.bound * 100:.0f} %)" if self.bound else ""
-        return f"{'+' if gap >= 0 else '-'}{abs(gap):.3g}{share}"
+        size = f"{abs(gap):.0f}" if abs(gap) >= 100 else f"{abs(gap):.3g}"
+        return f"{'+' if gap >= 0 else '-'}{size}{share}"
 
 
 @dataclass
