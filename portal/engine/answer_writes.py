@@ -12,7 +12,8 @@ stopped worker left running, one that ended meanwhile).
 `write` puts one answer's store and the next answer's start in one transaction (`AfterCall`),
 for any number of executions at once: one lease renewal that also reads each job's cancel flag
 and deadline, the stores, the costs, then one `UPDATE` starting every next answer. The next
-attempt is still committed before its call.
+attempt is still committed before its call. portal/engine/writer.py commits the writes of the
+answers that end together in one transaction (docs/reliability.md, "Group commits").
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def write(session, owner: str, lease_s: float, writes: list[AfterCall], now: dat
     answer starts only while its job has no cancel request and its deadline has not passed,
     and never after its job reached its budget here (the budget cancels its queued answers).
     """
-    for w in writes:  # written again after a failed attempt: start afresh
+    for w in writes:  # a batch that failed is written again one by one: start afresh
         w.owned = w.stored = w.reached = False
         w.next_prompt = None
     rows = session.execute(

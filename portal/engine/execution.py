@@ -18,7 +18,8 @@ Every write first renews the execution's lease with a conditional UPDATE that al
 row; when that matches nothing another worker owns the execution and this one stops without
 writing. The common case of steps 2 and 3 (a queued answer asked once and answered) is one
 transaction per answer: the answer is stored and the next one started (its attempt counted)
-together, before the next call (`answer_writes.write`); everything else goes through the ORM.
+together, before the next call (`answer_writes.write`, which the dispatcher's writer runs for
+many executions at once, portal/engine/writer.py); everything else goes through the ORM.
 See docs/architecture.md.
 """
 

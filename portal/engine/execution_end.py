@@ -47,11 +47,11 @@ def _end_execution(ctx, with_receipt: bool, append_error: str = "") -> str | Non
         db.session.rollback()
         return None
     execution = db.session.get(Execution, ctx.execution_id, populate_existing=True)
-    answers = db.session.scalars(
-        select(Answer)
+    # Two columns, not the rows: the receipt loads the answers once, with their outputs.
+    answers = db.session.execute(
+        select(Answer.status, Answer.error)
         .where(Answer.execution_id == ctx.execution_id)
         .order_by(Answer.question_index, Answer.id)
-        .execution_options(populate_existing=True)
     ).all()
     statuses = [a.status for a in answers]
     failed = [a for a in answers if a.status == RunStatus.FAILED]
