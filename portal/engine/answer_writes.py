@@ -123,9 +123,40 @@ def store_completed(session, answer_id: int, values: dict) -> bool:
 
     `values` holds every name of `_COMPLETED_COLUMNS`.
     """
+    return session.execute(_COMPLETE, _completed_params(answer_id, values)).rowcount == 1
+
+
+def _completed_params(answer_id: int, values: dict) -> dict:
     params = {f"new_{name}": values[name] for name in _COMPLETED_COLUMNS}
     params["answer_id"] = answer_id
-    return session.execute(_COMPLETE, params).rowcount == 1
+    return params
+
+
+def _store_all(session, stores: list[AfterCall]) -> None:
+    """Stores the successful calls of a batch and sets each write's `stored`."""
+    if len(stores) < 2 or session.get_bind().dialect.name != "postgresql":
+        for w in stores:
+            w.stored = store_completed(session, w.answer_id, w.values)
+        return
+    # One executemany, which psycopg sends as a pipeline: one round trip, not one per answer.
+    params = [_completed_params(w.answer_id, w.values) for w in stores]
+    if session.execute(_COMPLETE, params).rowcount == len(stores):
+        for w in stores:
+            w.stored = True
+        return
+    # Some answer had ended meanwhile (rare): the stored ones hold what was written.
+    held = {
+        row.id: (row.output_sha256, row.finished_at)
+        for row in session.execute(
+            select(_ANSWERS.c.id, _ANSWERS.c.output_sha256, _ANSWERS.c.finished_at).where(
+                _ANSWERS.c.id.in_([w.answer_id for w in stores]),
+                _ANSWERS.c.status == RunStatus.COMPLETED,
+            )
+        )
+    }
+    for w in stores:
+        mine = (w.values["output_sha256"], w.values["finished_at"])
+        w.stored = held.get(w.answer_id) == mine
 
 
 @dataclass
@@ -168,18 +199,18 @@ def write(session, owner: str, lease_s: float, writes: list[AfterCall], now: dat
         },
     ).all()
     jobs = {row.id: row for row in rows}
-    reached: set[str] = set()
     for w in writes:
         row = jobs.get(w.execution_id)
-        if row is None:
-            continue
-        w.owned = True
-        w.cancel_requested_at, w.deadline_at = row.cancel_requested_at, row.deadline_at
-        if w.answer_id is not None:
-            w.stored = store_completed(session, w.answer_id, w.values)
-            cost = w.values["cost_usd"]
-            if w.stored and cost is not None and budget.charge(session, w.job_id, cost):
-                reached.add(w.job_id)
+        if row is not None:
+            w.owned = True
+            w.cancel_requested_at, w.deadline_at = row.cancel_requested_at, row.deadline_at
+    stores = [w for w in writes if w.owned and w.answer_id is not None]
+    _store_all(session, stores)
+    reached: set[str] = set()
+    for w in stores:
+        cost = w.values["cost_usd"]
+        if w.stored and cost is not None and budget.charge(session, w.job_id, cost):
+            reached.add(w.job_id)
     for job_id in sorted(reached):
         budget.stop_unstarted(job_id, now)
     starting = {w.next_id: w for w in writes if _may_start(w, reached, now)}

@@ -142,6 +142,30 @@ def test_a_batch_writes_nothing_for_an_execution_another_worker_took(answered):
         assert db.session.get(Answer, taken.next_id).status == RunStatus.QUEUED
 
 
+def test_an_answer_that_ended_meanwhile_keeps_its_end_and_the_others_are_stored(answered):
+    app, writes = answered
+    ended = writes[2]
+    with app.app_context():
+        db.session.execute(
+            update(Answer)
+            .where(Answer.id == ended.answer_id)
+            .values(status=RunStatus.CANCELLED, error="cancelled while the call was in flight")
+        )
+        db.session.commit()
+    writer = Writer(app, OWNER, 30).start()
+    try:
+        commits = commits_during(app, lambda: write_together(writer, writes))
+    finally:
+        writer.stop()
+    assert commits == 1
+    assert [w.stored for w in writes] == [True, True, False]
+    with app.app_context():
+        kept = db.session.get(Answer, ended.answer_id)
+        assert (kept.status, kept.output) == (RunStatus.CANCELLED, None)
+        for w in writes[:2]:
+            assert db.session.get(Answer, w.answer_id).output == w.values["output"]
+
+
 def test_a_write_that_cannot_be_stored_fails_alone_and_the_others_commit(answered):
     app, writes = answered
     refused = writes[0]
