@@ -215,6 +215,7 @@ class WriteLock:
             self.engine.dispose()
 
 
+@pytest.mark.live
 def test_a_worker_killed_with_a_batch_unwritten_loses_only_that_batch(
     tmp_path, database_url, make_app, signer
 ):
