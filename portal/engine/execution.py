@@ -17,7 +17,9 @@
 Every write first renews the execution's lease with a conditional UPDATE that also locks the
 row; when that matches nothing another worker owns the execution and this one stops without
 writing. The common case of steps 2 and 3 (a queued answer asked once and answered) is one
-prebuilt UPDATE each (portal/engine/answer_writes.py); everything else goes through the ORM.
+transaction per answer: the answer is stored and the next one started (its attempt counted)
+together, before the next call (`answer_writes.write`, which the dispatcher's writer runs for
+many executions at once, portal/engine/writer.py); everything else goes through the ORM.
 See docs/architecture.md.
 """
 
@@ -31,14 +33,13 @@ import gevent
 from sqlalchemy import select
 
 from portal import compare, logs, prices, providers, redact, settings
-from portal.compare import report
 from portal.config import BeaconConfig
 from portal.db import db
-from portal.engine import answer_writes, budget, jobs, metrics
+from portal.engine import answer_writes, execution_end, jobs, metrics
 from portal.engine.leases import renew
 from portal.engine.region_rate import RegionRates
-from portal.models import ACTIVE, JOB_ENDED, Answer, Execution
-from portal.provenance import cosigning, receipts, waiting
+from portal.models import ACTIVE, Answer, Execution
+from portal.provenance import receipts
 from portal.status import RunStatus
 from portal.times import utcnow
 
@@ -64,6 +65,7 @@ class _Context:
         stopping: Callable[[], bool] | None = None,
     ):
         self.rates = rates
+        self.writes: Callable[[answer_writes.AfterCall], None] = self.write_here
         self.execution_id = execution.id
         self.job_id = execution.job_id
         self.owner = owner
@@ -89,6 +91,11 @@ class _Context:
         else:
             self.price = prices.price_of(self.region, self.model)
 
+    def write_here(self, write: answer_writes.AfterCall) -> None:
+        """Commits one execution's `AfterCall` in this task's own session."""
+        answer_writes.write(db.session, self.owner, self.limits.lease_s, [write], utcnow())
+        db.session.commit()
+
     def own(self) -> bool:
         """Renews the lease and says whether this worker still holds it (locks the row)."""
         return renew([self.execution_id], self.owner, self.limits.lease_s) == 1
@@ -100,18 +107,23 @@ def run_execution(
     config: BeaconConfig,
     rates: RegionRates | None = None,
     stopping: Callable[[], bool] | None = None,
+    writes: Callable[[answer_writes.AfterCall], None] | None = None,
 ) -> bool:
     """Asks every unfinished question of one leased execution, in order, then ends it.
 
     `rates` holds the regions' rate limits (the process's dispatcher shares one); None sets none.
-    Returns False when it stopped before the end: the lease was lost, or `stopping()` turned
-    true between two calls (the worker is draining) and the execution is left to be handed back.
+    `writes` commits an `AfterCall` (the dispatcher's group-commit writer); None commits it in
+    this task's own session. Returns False when it stopped before the end: the lease was lost,
+    or `stopping()` turned true between two calls (the worker is draining) and the execution is
+    left to be handed back.
     """
     execution = db.session.get(Execution, execution_id, populate_existing=True)
     if execution is None or execution.lease_owner != owner or execution.status != RunStatus.RUNNING:
         db.session.rollback()
         return False
     ctx = _Context(execution, owner, config, rates, stopping)
+    if writes is not None:
+        ctx.writes = writes
     now = utcnow()
     if not ctx.own():
         db.session.rollback()
@@ -126,44 +138,62 @@ def run_execution(
         .order_by(Answer.question_index, Answer.id)
     ).all()
     db.session.commit()
-    for answer_id in unfinished:
-        done = _ask(ctx, answer_id) if not ctx.stopping() else None
+    begun = None  # the answer the last write started: (prompt, deadline), its attempt counted
+    for position, answer_id in enumerate(unfinished):
+        following = unfinished[position + 1] if position + 1 < len(unfinished) else None
+        if begun is None and ctx.stopping():
+            log.info("execution %d: the worker is stopping; handing it back", execution_id)
+            return False
+        done, begun = _ask(ctx, answer_id, begun, following)
         if done is None:
             log.info("execution %d: the worker is stopping; handing it back", execution_id)
             return False
         if not done:
             log.warning("execution %d: lease lost, leaving it to its new owner", execution_id)
             return False
-    _finish(ctx)
+    execution_end.finish(ctx)
     return True
 
 
-def _ask(ctx: _Context, answer_id: int) -> bool | None:
-    """Asks one question until it ends; False when the lease was lost on the way, None when
-    the worker began stopping before a retry."""
+def _ask(ctx: _Context, answer_id: int, begun, following: int | None):
+    """Asks one question until it ends. Returns (done, begun): done is False when the lease
+    was lost on the way, None when the worker began stopping before a retry; begun is the
+    (prompt, deadline) of `following` when the write that stored this answer started it."""
     while True:
-        if not ctx.own():
-            db.session.rollback()
-            return False
-        job = jobs.job_state(ctx.job_id)
-        now = utcnow()
-        prompt = _start_queued(ctx, job, answer_id, now)
-        if prompt is None:
-            prompt = _start_or_end(ctx, job, answer_id, now)
-        # Either way the attempt is committed before the call: a worker dying mid-call leaves
-        # the answer running with its attempt counted, which caps how often it is ever asked.
-        db.session.commit()
-        if prompt is None:
-            return True
-        again = _call_and_record(ctx, answer_id, prompt, job.deadline_at)
+        if begun is None:
+            begun = _begin(ctx, answer_id)
+            if begun is False:
+                return False, None
+            if begun[0] is None:
+                return True, None
+        prompt, deadline = begun
+        again, begun = _call_and_record(ctx, answer_id, prompt, deadline, following)
         if again is None:
-            return False
+            return False, None
         if again:
             if ctx.stopping():
-                return None
+                return None, None
             metrics.RETRIES.labels(ctx.labels["model"], ctx.labels["region"]).inc()
+            begun = None
             continue
-        return True
+        return True, begun
+
+
+def _begin(ctx: _Context, answer_id: int):
+    """Starts an answer no earlier write started: returns (prompt, deadline), with a None
+    prompt when it ended without a call, or False when the lease was lost."""
+    if not ctx.own():
+        db.session.rollback()
+        return False
+    job = jobs.job_state(ctx.job_id)
+    now = utcnow()
+    prompt = _start_queued(ctx, job, answer_id, now)
+    if prompt is None:
+        prompt = _start_or_end(ctx, job, answer_id, now)
+    # Either way the attempt is committed before the call: a worker dying mid-call leaves
+    # the answer running with its attempt counted, which caps how often it is ever asked.
+    db.session.commit()
+    return prompt, job.deadline_at
 
 
 def _start_or_end(ctx: _Context, job, answer_id: int, now: datetime) -> str | None:
@@ -205,13 +235,15 @@ def _start_queued(ctx: _Context, job, answer_id: int, now: datetime) -> str | No
 
 
 def _call_and_record(
-    ctx: _Context, answer_id: int, prompt: str, deadline: datetime | None
-) -> bool | None:
-    """Makes one provider call and stores its outcome; True to try again, None if lease lost."""
+    ctx: _Context, answer_id: int, prompt: str, deadline: datetime | None, following: int | None
+):
+    """Makes one provider call and stores its outcome. Returns (again, begun): again is True
+    to try again, None if the lease was lost; begun is `following`'s (prompt, deadline) when
+    the write that stored a success also started it."""
     if ctx.rates is not None:
         waited = _wait_for_slot(ctx, answer_id, deadline)
         if waited is not _SLOT:
-            return waited
+            return waited, None
     timeout_s = ctx.limits.call_timeout_s
     if deadline is not None:
         timeout_s = min(timeout_s, max(0.1, (deadline - utcnow()).total_seconds()))
@@ -227,21 +259,38 @@ def _call_and_record(
     finished = utcnow()
     metrics.observe_call(ctx.labels, (finished - started).total_seconds(), error is None)
 
+    if result is not None:
+        return _store(ctx, answer_id, prompt, result, following)
+    return _record_failure(ctx, answer_id, error, started, finished, deadline), None
+
+
+def _store(ctx: _Context, answer_id: int, prompt: str, result, following: int | None):
+    """Stores a successful call and, in the same transaction, starts `following` when the job
+    may go on; returns what `_call_and_record` returns."""
+    write = answer_writes.AfterCall(
+        ctx.execution_id,
+        ctx.job_id,
+        answer_id,
+        # Stored only while the answer is still running (else it ended meanwhile: keep that).
+        answer_writes.completed_values(result, prompt, ctx.price, ctx.secrets),
+        # A draining worker starts nothing new: the execution is handed back after this write.
+        next_id=None if ctx.stopping() else following,
+    )
+    ctx.writes(write)
+    if not write.owned:
+        return None, None
+    if write.reached:
+        receipts.issue_for_job(ctx.job_id)  # the executions the budget ended
+    if write.next_prompt is None:
+        return False, None
+    return False, (write.next_prompt, write.deadline_at)
+
+
+def _record_failure(ctx: _Context, answer_id: int, error, started, finished, deadline):
+    """Stores a failed call through the ORM; True to try again, None if the lease was lost."""
     if not ctx.own():
         db.session.rollback()
         return None
-    if result is not None:
-        # Stored only while the answer is still running (else it ended meanwhile: keep that).
-        values = answer_writes.completed_values(result, prompt, ctx.price, ctx.secrets)
-        stored = answer_writes.store_completed(db.session, answer_id, values)
-        cost = values["cost_usd"]
-        reached = stored and cost is not None and budget.charge(db.session, ctx.job_id, cost)
-        if reached:
-            budget.stop_unstarted(ctx.job_id, finished)
-        db.session.commit()
-        if reached:
-            receipts.issue_for_job(ctx.job_id)  # the executions the budget ended
-        return False
     answer = db.session.get(Answer, answer_id, populate_existing=True)
     if answer is None or answer.status != RunStatus.RUNNING:
         db.session.commit()
@@ -328,60 +377,6 @@ def classify(answer: Answer) -> str:
     return compare.classify(
         answer.output, status=answer.status, error=answer.error, prompt=answer.prompt
     )
-
-
-def _finish(ctx: _Context) -> None:
-    try:
-        ended = _end_execution(ctx, with_receipt=True)
-    except receipts.AppendFailed as exc:
-        # The log refused the receipt (SPEC 9, "Failure to append"): the execution ends all the
-        # same, and its receipt waits for the dispatchers' sweep.
-        db.session.rollback()
-        waiting.failed(ctx.execution_id, str(exc))
-        ended = _end_execution(ctx, with_receipt=False, append_error=str(exc))
-    if ended is None:
-        return
-    logs.execution_state(ctx.labels, ended)
-    status = jobs.refresh_status(ctx.job_id)
-    db.session.commit()
-    cosigning.log_grew()
-    if status in JOB_ENDED:
-        report.precompute(ctx.job_id)
-
-
-def _end_execution(ctx: _Context, with_receipt: bool, append_error: str = "") -> str | None:
-    """Ends the execution from its answers and commits, with its receipt or with a note that
-    the receipt waits; returns its end status (None when the lease was lost)."""
-    if not ctx.own():
-        db.session.rollback()
-        return None
-    execution = db.session.get(Execution, ctx.execution_id, populate_existing=True)
-    answers = db.session.scalars(
-        select(Answer)
-        .where(Answer.execution_id == ctx.execution_id)
-        .order_by(Answer.question_index, Answer.id)
-        .execution_options(populate_existing=True)
-    ).all()
-    statuses = [a.status for a in answers]
-    failed = [a for a in answers if a.status == RunStatus.FAILED]
-    if all(s == RunStatus.COMPLETED for s in statuses):
-        execution.status, execution.error = RunStatus.COMPLETED, None
-    elif RunStatus.CANCELLED in statuses and not failed:
-        execution.status, execution.error = RunStatus.CANCELLED, "cancelled"
-    else:
-        execution.status = RunStatus.FAILED
-        first = failed[0].error if failed else "unfinished answers remain"
-        execution.error = f"{len(failed)} of {len(answers)} answers failed: {first}"
-    execution.finished_at = utcnow()
-    # lease_owner stays as the record of which worker finished it; the lease itself ends.
-    execution.lease_expires_at = None
-    # The receipt commits with the end itself (SPEC 9), or the end commits with its wait.
-    if with_receipt:
-        receipts.record_end(ctx.execution_id)
-    else:
-        waiting.hold(ctx.execution_id, append_error)
-    db.session.commit()
-    return execution.status
 
 
 def _ms(delta: timedelta) -> int:

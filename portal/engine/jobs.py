@@ -85,9 +85,12 @@ def refresh_status(job_id: str, now: datetime | None = None) -> str | None:
     job = load_job(job_id)
     if job is None:
         return None
-    still_active = has_active_executions(job_id)
+    # Asked first: every execution's end calls this, and only the last one needs the counts
+    # (an aggregate over all the job's answers).
+    if has_active_executions(job_id):
+        return job.status
     counts = answer_counts([job.pk])[job.pk]
-    if still_active or counts["queued"] or counts["running"]:
+    if counts["queued"] or counts["running"]:
         return job.status
     if job.cancel_requested_at is not None:
         status = RunStatus.CANCELLED

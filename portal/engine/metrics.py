@@ -58,6 +58,11 @@ HANDED_BACK = Counter(
     "beacon_executions_handed_back",
     "Executions a stopping worker handed back to the queue unfinished.",
 )
+WRITE_BATCHES = Histogram(
+    "beacon_answer_write_batch_size",
+    "Answers each group commit of a worker process's writer stored or started together.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 POOL_SLOTS = Gauge(
     "beacon_pool_slots",
     "Execution pool slots of the live worker processes, by state (used or free).",

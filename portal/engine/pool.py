@@ -36,6 +36,7 @@ from portal.engine import jobs, metrics, wake
 from portal.engine.execution import run_execution
 from portal.engine.leases import renew
 from portal.engine.region_rate import RegionRates
+from portal.engine.writer import Writer
 from portal.judge import dispatch as judge_dispatch
 from portal.models import Execution, claimable
 from portal.provenance import cosigning, receipts
@@ -189,6 +190,8 @@ class Dispatcher:
         storage = app.extensions["beacon"].rate_limit_storage
         self.rates = RegionRates(self.config.regions.values(), storage)
         self.running: set[int] = set()
+        # One writer commits the answers of this process's executions that end together.
+        self.writer = Writer(app, self.owner, limits.lease_s)
         # Draining: no more claims and no new calls; the heartbeat goes on until `_stopping`.
         self._draining = gevent.event.Event()
         self._stopping = gevent.event.Event()
@@ -198,6 +201,7 @@ class Dispatcher:
 
     def start(self) -> Dispatcher:
         """Starts the claim loop and the lease heartbeat as greenlets."""
+        self.writer.start()
         self._greenlets = [gevent.spawn(self.run), gevent.spawn(self._heartbeat)]
         # Witnesses are asked off the append path, by a greenlet of this process (SPEC 9).
         cosigner = cosigning.start(self.app, self.owner)
@@ -225,6 +229,8 @@ class Dispatcher:
         self._stopping.set()
         gevent.killall(self._greenlets, timeout=2.0)
         self.pool.kill(timeout=2.0)
+        # Last: the executions stopped above may have been waiting for their writes.
+        self.writer.stop()
         with self.app.app_context():
             try:
                 released = release(self.owner)
@@ -309,7 +315,12 @@ class Dispatcher:
             with self.app.app_context():
                 try:
                     ended = run_execution(
-                        execution_id, self.owner, self.config, self.rates, self._draining.is_set
+                        execution_id,
+                        self.owner,
+                        self.config,
+                        self.rates,
+                        self._draining.is_set,
+                        self.writer.write,
                     )
                     if not ended and self._draining.is_set():
                         self._hand_back(execution_id)
