@@ -130,12 +130,18 @@ def record(
 
 
 def _append(execution_id: int, config, origin: str, seed: bytes, late: bool) -> Receipt | None:
-    tlog.lock()
+    # On SQLite the lock is the transaction's first statement (its write lock, so the head read
+    # later is the latest). PostgreSQL's lock can come at any point: it is taken only once the
+    # receipt is built and signed, so the log's one lock is held for the append alone and the
+    # executions ending together do not wait out each other's answers and signatures.
+    lock_first = db.engine.dialect.name != "postgresql"
+    if lock_first:
+        tlog.lock()
     execution = db.session.get(Execution, execution_id)
     if execution is None or execution.status not in FINISHED or not execution.finished_at:
         return None
     latest = latest_receipt(execution_id)
-    if latest is not None and latest.ended_at == execution.finished_at:
+    if _covers(latest, execution):
         waiting.release(execution_id)
         return latest
     answers = db.session.scalars(
@@ -148,12 +154,20 @@ def _append(execution_id: int, config, origin: str, seed: bytes, late: bool) -> 
     job = db.session.get(Job, _job_pk(execution.job_id))
     doc = build(execution, job, list(answers), config, origin)
     body = rfc8785.dumps(doc)
+    signature = sign(body, seed)
+    if not lock_first:
+        tlog.lock()
+        # Another process (the sweep) may have issued this end's receipt while it was built.
+        latest = latest_receipt(execution_id)
+        if _covers(latest, execution):
+            waiting.release(execution_id)
+            return latest
     receipt = Receipt(
         execution_id=execution_id,
         seq=(latest.seq + 1) if latest else 1,
         log_index=tlog.append(merkle.leaf_hash(body)),
         body=body.decode("utf-8"),
-        signature=sign(body, seed),
+        signature=signature,
         ended_at=execution.finished_at,
         issued_at=datetime.fromisoformat(doc["issued_at"]),
         late=late,
@@ -163,6 +177,11 @@ def _append(execution_id: int, config, origin: str, seed: bytes, late: bool) -> 
     # Flushed here, so a unique log_index the log already holds fails inside `record`.
     db.session.flush()
     return receipt
+
+
+def _covers(receipt: Receipt | None, execution: Execution) -> bool:
+    """Whether `receipt` is the receipt of the execution's current end."""
+    return receipt is not None and receipt.ended_at == execution.finished_at
 
 
 def issue(
