@@ -166,7 +166,7 @@ def list_jobs():
 @bp.get("/jobs/<job_id>/row")
 def job_row(job_id: str):
     """Returns one job's row of the list; htmx polls it while the job is active."""
-    job = find_job(job_id)
+    job = find_job(job_id, load_answers=False)
     if not htmx.is_partial():
         return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
     context = {"job": job_row_view(job.to_dict())}
@@ -223,7 +223,8 @@ def _field_for(exc: DomainError) -> str:
 @bp.get("/jobs/<job_id>")
 def job_detail(job_id: str):
     """Shows a job: header, live progress, one group per model with its regions side by side."""
-    job = find_job(job_id)
+    # The view reads only the answers it shows (job_view.job_detail_view).
+    job = find_job(job_id, load_answers=False)
     differs_only = request.args.get("differs") == "1"
     baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
@@ -268,7 +269,7 @@ def execution_detail(execution_id: int):
     execution = find_execution(execution_id)
     context = answer_views.execution_context(execution)
     # Classes come from the job's comparison, as on the job page.
-    comparison = report.job_comparison(find_job(execution.job_id))
+    comparison = report.job_comparison(find_job(execution.job_id, load_answers=False))
     entries = {
         entry["answer_id"]: entry
         for model in comparison["models"]
