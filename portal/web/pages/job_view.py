@@ -52,11 +52,12 @@ def job_detail_view(
     """
     counts = answer_counts([job.pk])[job.pk]
     folded = model is None and counts["total"] > FOLD_OVER
+    # A folded page of a running job shows no comparison: it would compare every answer. It
+    # comes first: comparing an ended job stores its classes, which the answers then show.
+    comparison = report.job_comparison(job, baseline) if job.ended or not folded else None
     doc = job.to_dict(counts=counts)
     shown = set() if folded else {model} if model is not None else set(job.models)
     doc["executions"] = executions = _executions(job, shown)
-    # A folded page of a running job shows no comparison: it would compare every answer.
-    comparison = report.job_comparison(job, baseline) if job.ended or not folded else None
     baseline = comparison["baseline"] if comparison else baseline or _first(job.regions)
     compared = {m["model_id"]: m for m in comparison["models"]} if comparison else {}
     sizes = _answers_per_execution(job.id) if folded else None
