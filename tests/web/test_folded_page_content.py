@@ -134,3 +134,24 @@ def test_a_folded_page_reads_no_answer_text(client, app, finished, monkeypatch):
             event.remove(engine, "before_cursor_execute", record)
     assert statements
     assert not [s for s in statements if "answers.output" in s], statements
+
+
+def articles(group: str) -> list[str]:
+    return re.findall(r"<article .*?</article>", group, re.S)
+
+
+def test_a_models_page_shows_its_questions_a_page_at_a_time(client, finished, monkeypatch):
+    full = groups(page(client, f"/jobs/{finished}"))
+    # Three answers a question (one per region): a page of four answers holds one question.
+    monkeypatch.setattr(job_view, "FOLD_OVER", 4)
+    model = MODELS[0]
+    shown = []
+    for number in (1, 2, 3):
+        html = page(client, f"/jobs/{finished}?model={model}&page={number}")
+        assert f"Questions {number}–{number} of 3" in html
+        assert ('rel="next"' in html) is (number < 3) and ('rel="prev"' in html) is (number > 1)
+        assert "3 answers judged, 1 still waiting" in html
+        shown += articles(groups(html)[model])
+    assert shown == articles(full[model]) and len(shown) == 3
+    assert "Questions 3–3 of 3" in page(client, f"/jobs/{finished}?model={model}&page=9")
+    assert client.get(f"/jobs/{finished}?model={model}&page=0").status_code == 400

@@ -38,14 +38,15 @@ def job_row_view(doc: dict) -> dict:
 
 
 def job_detail_view(
-    job: Job, differs_only: bool, baseline: str | None, model: str | None = None
+    job: Job, differs_only: bool, baseline: str | None, model: str | None = None, page: int = 1
 ) -> dict:
     """Builds the job page: header facts, progress and one group per model in spec order.
 
     Classes and "differs" come only from the comparison, for a running job as for an ended one
     (a running job's is computed on each view and never cached); its figures are shown once the
     job has ended. `model` keeps that model's group only; without it, a job of more than
-    `FOLD_OVER` answers folds every group to its summary and a link to its answers.
+    `FOLD_OVER` answers folds every group to its summary and a link to its answers, and shows a
+    model's answers `page` by page, at most `FOLD_OVER` answers (whole questions) a page.
 
     Only the answers the page shows are read (issue 26): a folded page reads counts and the
     judged answers in SQL, a model's page that model's answers; `job` comes without them.
@@ -56,8 +57,10 @@ def job_detail_view(
     # comes first: comparing an ended job stores its classes, which the answers then show.
     comparison = report.job_comparison(job, baseline) if job.ended or not folded else None
     doc = job.to_dict(counts=counts)
+    pages = _question_pages(doc["questions"], counts["total"], len(job.models), model, page)
+    doc["questions"] = pages["questions"]
     shown = set() if folded else {model} if model is not None else set(job.models)
-    doc["executions"] = executions = _executions(job, shown)
+    doc["executions"] = executions = _executions(job, shown, pages["indexes"])
     baseline = comparison["baseline"] if comparison else baseline or _first(job.regions)
     compared = {m["model_id"]: m for m in comparison["models"]} if comparison else {}
     sizes = _answers_per_execution(job.id) if folded else None
@@ -77,8 +80,9 @@ def job_detail_view(
         "only_model": model,
         "folded": folded,
         "all_local": bool(executions) and all(e["provider"] == "local" for e in executions),
-        "question_count": len(doc["questions"]),
-        "judging": summary.page_section(job.id, _judged(job.id, executions, shown, doc["models"])),
+        "question_count": pages["count"],
+        "question_pages": pages,
+        "judging": summary.page_section(job.id, _judged(job.id, executions, shown, pages)),
     }
 
 
@@ -86,16 +90,41 @@ def _first(values: list) -> str | None:
     return values[0] if values else None
 
 
-def _executions(job: Job, models: set[str]) -> list[dict]:
-    """The job's executions; those of `models` with their answers (one query for them all)."""
+def _question_pages(questions: list, total: int, models: int, model, page: int) -> dict:
+    """The questions a page shows: all of them, or on a model's page of more than `FOLD_OVER`
+    answers the `page`-th run of whole questions holding at most `FOLD_OVER` answers (one
+    question at least), so the page costs the same however big the job is."""
+    per_model = total // models if models else 0
+    size = len(questions)
+    if model is not None and per_model > FOLD_OVER and questions:
+        size = max(1, FOLD_OVER * len(questions) // per_model)
+    last = max(1, -(-len(questions) // size)) if questions else 1
+    page = min(page, last)
+    shown = questions[(page - 1) * size : page * size]
+    return {
+        "questions": shown,
+        "indexes": None if len(shown) == len(questions) else [q["index"] for q in shown],
+        "count": len(questions),
+        "page": page,
+        "last": last,
+        "first_shown": (page - 1) * size + 1,
+        "last_shown": (page - 1) * size + len(shown),
+    }
+
+
+def _executions(job: Job, models: set[str], indexes: list[int] | None = None) -> list[dict]:
+    """The job's executions; those of `models` with their answers (one query for them all), to
+    the questions of `indexes` only when given."""
     wanted = [e.id for e in job.executions if e.model_id in models]
     answers: dict[int, list[dict]] = {i: [] for i in wanted}
     if wanted:
+        query = select(Answer).where(Answer.execution_id.in_(wanted))
+        if indexes is not None:
+            query = query.where(Answer.question_index.in_(indexes))
         rows = db.session.scalars(
-            select(Answer)
-            .where(Answer.execution_id.in_(wanted))
-            .order_by(Answer.execution_id, Answer.question_index, Answer.id)
-            .options(selectinload(Answer.judgement))
+            query.order_by(Answer.execution_id, Answer.question_index, Answer.id).options(
+                selectinload(Answer.judgement)
+            )
         )
         for answer in rows:
             answers[answer.execution_id].append(answer.to_dict())
@@ -108,9 +137,9 @@ def _executions(job: Job, models: set[str]) -> list[dict]:
     return docs
 
 
-def _judged(job_id: str, executions: list[dict], shown: set[str], models: list[str]) -> list[dict]:
-    """The answers the judge's section counts: the page's own when it shows every model."""
-    if shown == set(models):
+def _judged(job_id: str, executions: list[dict], shown: set[str], pages: dict) -> list[dict]:
+    """The answers the judge's section counts: the page's own when it shows every answer."""
+    if pages["indexes"] is None and all(e["model_id"] in shown for e in executions):
         return [a for e in executions for a in e["answers"]]
     return judged_answers(job_id)
 

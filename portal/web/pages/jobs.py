@@ -36,6 +36,8 @@ from portal.web.pages.job_view import answer_view, job_detail_view, job_row_view
 
 csrf = CSRFProtect()
 PAGE_SIZE = 20
+# A job has at most this many questions (intake's limits), so no page of them goes further.
+MAX_PAGE = 100_000
 FOLD_CHARS = 600
 STATUS_MARKS = {
     JobStatus.QUEUED: "…",
@@ -232,7 +234,8 @@ def job_detail(job_id: str):
     model = request.args.get("model") or None
     if model is not None and model not in job.models:
         abort(404, f"This job has no model {model!r}.")
-    context = job_detail_view(job, differs_only, baseline, model)
+    page = paging.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
+    context = job_detail_view(job, differs_only, baseline, model, page)
     context["action_form"] = ActionForm()
     status = 286 if htmx.is_partial() and job.ended else 200
     return htmx.render("job.html", "partials/job_live.html", context, status)
