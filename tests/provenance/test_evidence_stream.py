@@ -21,6 +21,7 @@ from portal.judge.models import Judgement
 from portal.models import Answer, Execution, Job, with_answers
 from portal.provenance import cosigning, evidence, receipts, tlog
 from portal.provenance.log_models import Receipt
+from portal.status import RunStatus
 from portal.web.api import streaming
 from tests.support.apps import spec_3x3
 from tests.support.inline import run_inline
@@ -125,7 +126,7 @@ def test_the_stream_is_the_in_memory_file_byte_for_byte(finished, monkeypatch, c
     doc = json.loads(body)
     answers = [a for e in doc["executions"] for a in e["answers"]]
     assert len(answers) == 54 and len(doc["receipts"]) == 9
-    assert {a["status"] for a in answers} == {"completed", "failed"}
+    assert {a["status"] for a in answers} == {RunStatus.COMPLETED, RunStatus.FAILED}
     assert sum(a["judgement"] is not None for a in answers) == 1
 
 
