@@ -41,7 +41,6 @@ def newest_receipt(job_id: str) -> int | None:
 def evidence_document(job: Job, checkpoint: dict, public_key: str | None) -> dict:
     """Returns the evidence file's document; `executions` and `receipts` are iterators that
     read their rows as they are consumed, inside the caller's app context."""
-    execution_ids = [e.id for e in job.executions]
     return {
         "format": FORMAT,
         "job": {
@@ -50,49 +49,83 @@ def evidence_document(job: Job, checkpoint: dict, public_key: str | None) -> dic
             "signature_scheme": job.signature_scheme,
             "spec": job.spec_raw,
         },
-        "executions": _executions(execution_ids),
+        "executions": _executions(job.id),
         "checkpoint": checkpoint,
         "public_key": public_key,
         "receipts": _receipts(job.id, checkpoint["size"]),
     }
 
 
-def _executions(ids: list[int]) -> Iterator[dict]:
-    """Each execution as `Execution.to_dict(with_answers=True)` serves it, answers streamed."""
-    for execution_id in ids:
-        doc = db.session.get(Execution, execution_id).to_dict()
-        db.session.close()
-        doc["answers"] = _answers(execution_id)
+def _executions(job_id: str) -> Iterator[dict]:
+    """Each execution as `Execution.to_dict(with_answers=True)` serves it, its answers read
+    from one stream of the job's answers in that order (execution, question, id)."""
+    docs = [
+        e.to_dict()
+        for e in db.session.scalars(
+            select(Execution).where(Execution.job_id == job_id).order_by(Execution.position)
+        )
+    ]
+    db.session.close()
+    answers = _Peekable(_answers(job_id))
+    for doc in docs:
+        doc["answers"] = answers.take_while(lambda a, mine=doc["id"]: a["execution_id"] == mine)
         yield doc
 
 
-def _answers(execution_id: int) -> Iterator[dict]:
-    """An execution's answers in `Execution.answers` order (question, then id), a chunk at a
-    time."""
-    after: tuple[int, int] | None = None
+class _Peekable:
+    """An iterator whose next item can be looked at before it is taken."""
+
+    def __init__(self, items: Iterator[dict]):
+        self.items = items
+        self.ahead: list[dict] = []
+
+    def take_while(self, wanted) -> Iterator[dict]:
+        """Yields items while `wanted(item)`; the first other item stays for the next taker."""
+        while True:
+            if not self.ahead:
+                item = next(self.items, None)
+                if item is None:
+                    return
+                self.ahead.append(item)
+            if not wanted(self.ahead[0]):
+                return
+            yield self.ahead.pop()
+
+
+def _answers(job_id: str) -> Iterator[dict]:
+    """The job's answers in execution order, each execution's in `Execution.answers` order
+    (question, then id), a chunk at a time."""
+    after: tuple[int, int, int] | None = None
     while True:
         query = (
-            select(Answer)
-            .where(Answer.execution_id == execution_id)
-            .order_by(Answer.question_index, Answer.id)
+            select(Answer, Execution.position)
+            .join(Execution, Answer.execution_id == Execution.id)
+            .where(Execution.job_id == job_id)
+            .order_by(Execution.position, Answer.question_index, Answer.id)
             .options(selectinload(Answer.judgement))
             .limit(CHUNK)
         )
         if after is not None:
-            index, answer_id = after
+            position, index, answer_id = after
             query = query.where(
                 or_(
-                    Answer.question_index > index,
-                    and_(Answer.question_index == index, Answer.id > answer_id),
+                    Execution.position > position,
+                    and_(Execution.position == position, Answer.question_index > index),
+                    and_(
+                        Execution.position == position,
+                        Answer.question_index == index,
+                        Answer.id > answer_id,
+                    ),
                 )
             )
-        rows = db.session.scalars(query).all()
-        docs = [a.to_dict() for a in rows]
+        rows = db.session.execute(query).all()
+        docs = [a.to_dict() for a, _ in rows]
         db.session.close()
         yield from docs
         if len(rows) < CHUNK:
             return
-        after = (rows[-1].question_index, rows[-1].id)
+        last, position = rows[-1]
+        after = (position, last.question_index, last.id)
 
 
 def _receipts(job_id: str, size: int) -> Iterator[dict]:

@@ -64,7 +64,9 @@ def _layout(dumps: Callable[[object], str]) -> tuple[str, str, bool] | None:
 
 
 def _parts(value: object, items: str, keys: str, sort: bool) -> Iterator[str | _Value]:
-    if _streamed(value):
+    if isinstance(value, _PLAIN):
+        yield _Value(value)
+    elif _streamed(value):
         yield "["
         for n, item in enumerate(value):
             if n:
@@ -85,9 +87,15 @@ def _parts(value: object, items: str, keys: str, sort: bool) -> Iterator[str | _
         yield _Value(value)
 
 
+# Values that are never streamed, told apart before the costlier checks.
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _streamed(value: object) -> bool:
     """An iterator, or a list long enough that encoding it whole would be a big piece."""
-    return isinstance(value, Iterator) or (isinstance(value, list) and len(value) > BATCH)
+    if isinstance(value, list):
+        return len(value) > BATCH
+    return isinstance(value, Iterator)
 
 
 def _holds_iterator(value: dict) -> bool:
