@@ -64,7 +64,7 @@ def _layout(dumps: Callable[[object], str]) -> tuple[str, str, bool] | None:
 
 
 def _parts(value: object, items: str, keys: str, sort: bool) -> Iterator[str | _Value]:
-    if isinstance(value, _PLAIN):
+    if type(value) in _PLAIN_TYPES:
         yield _Value(value)
     elif _streamed(value):
         yield "["
@@ -87,19 +87,30 @@ def _parts(value: object, items: str, keys: str, sort: bool) -> Iterator[str | _
         yield _Value(value)
 
 
-# Values that are never streamed, told apart before the costlier checks.
+# Values that are never streamed, told apart before the costlier checks: every answer of a big
+# file passes here.
 _PLAIN = (str, int, float, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def _streamed(value: object) -> bool:
     """An iterator, or a list long enough that encoding it whole would be a big piece."""
-    if isinstance(value, list):
+    if type(value) is list:
         return len(value) > BATCH
     return isinstance(value, Iterator)
 
 
 def _holds_iterator(value: dict) -> bool:
-    return any(_streamed(v) or (isinstance(v, dict) and _holds_iterator(v)) for v in value.values())
+    for item in value.values():
+        kind = type(item)
+        if kind in _PLAIN_TYPES:
+            continue
+        if kind is dict:
+            if _holds_iterator(item):
+                return True
+        elif _streamed(item):
+            return True
+    return False
 
 
 def _encode(parts: list, dumps: Callable[[object], str]) -> str:
