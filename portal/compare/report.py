@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
 
 from portal import offload, settings
 from portal.compare.comparison import compare_job
@@ -22,7 +22,7 @@ from portal.compare.rules import rules_version
 from portal.compare.similarity import embedding_model_id, semantic_available
 from portal.db import db
 from portal.errors import Invalid
-from portal.models import Job, with_answers
+from portal.models import Answer, Execution, Job, with_answers
 from portal.times import iso
 
 log = logging.getLogger(__name__)
@@ -86,20 +86,43 @@ def _store(job: Job, cached: dict | None, key: dict, baseline, doc: dict) -> Non
 
 def _progress(job: Job) -> tuple:
     """What changes whenever an answer of the job changes state, or is judged (the comparison
-    carries the judge's labels)."""
-    return tuple(
-        (a.id, a.status, a.attempts, iso(a.finished_at), _judged(a))
-        for e in job.executions
-        for a in e.answers
-    )
+    carries the judge's labels).
+
+    Counted in SQL, per status: a view of a big job finds its comparison without loading its
+    answers (issue 26; loading 10,000 answers to key the memo was most of a job page's time).
+    An answer's step (queued, running, an attempt, an end) and a judgement's step each change
+    a count, a sum or the latest time.
+    """
+    # The judge's table by name: the compare wing imports no other wing (tests/test_layers.py).
+    table = db.metadata.tables["judgements"]
+    judgements = table.c
+    rows = db.session.execute(
+        select(
+            Answer.status,
+            judgements.status,
+            judgements.label,
+            func.count(),
+            func.sum(Answer.attempts),
+            func.max(Answer.finished_at),
+            func.max(judgements.finished_at),
+        )
+        .join(Execution, Answer.execution_id == Execution.id)
+        .outerjoin(table, judgements.answer_id == Answer.id)
+        .where(Execution.job_id == job.id)
+        .group_by(Answer.status, judgements.status, judgements.label)
+    ).all()
+    # Sorted here: NULLs sort differently on SQLite and PostgreSQL.
+    return tuple(sorted(tuple(map(str, row)) for row in rows))
 
 
-def _judged(answer) -> tuple | None:
-    # Never a query per answer: a job loaded without its judgements keys apart, never stale.
-    if "judgement" in inspect(answer).unloaded:
-        return ("unloaded",)
-    judgement = answer.judgement
-    return (judgement.status, judgement.label) if judgement is not None else None
+def with_loaded_answers(job: Job) -> Job:
+    """Loads the job's executions, answers and judgements into its session (three queries, never
+    one per answer) unless they are loaded; a view that needed none of them did not load them."""
+    if "executions" in inspect(job).unloaded or any(
+        "answers" in inspect(e).unloaded for e in job.executions
+    ):
+        db.session.scalars(select(Job).where(Job.id == job.id).options(with_answers())).all()
+    return job
 
 
 def _memo_key(job: Job, baseline, key: dict) -> tuple:
@@ -128,7 +151,7 @@ def _computed(job: Job, baseline, semantic: bool, key: dict) -> dict:
             if memo_key in _recent:
                 return _recent[memo_key]
         try:
-            job_doc = job.to_dict(with_executions=True)
+            job_doc = with_loaded_answers(job).to_dict(with_executions=True)
             job_doc["questions"] = with_bank_facts(job_doc["questions"], key)
             doc = offload.run(compare_job, job_doc, baseline=baseline, semantic=semantic)
         finally:
@@ -203,7 +226,7 @@ def store_classes(job: Job, doc: dict) -> int:
         if entry["classification"] is not None
     }
     changed = 0
-    for execution in job.executions:
+    for execution in with_loaded_answers(job).executions:
         for answer in execution.answers:
             new = classes.get(answer.id)
             if new is not None and answer.classification != new:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from portal import settings
@@ -18,7 +18,7 @@ from portal.db import db
 from portal.engine import wake
 from portal.errors import Conflict, DomainError, Forbidden, Invalid, Unauthenticated
 from portal.intake import estimate, jobspec, signing, trust
-from portal.models import Answer, Execution, Job, UsedNonce, with_answers
+from portal.models import Answer, Execution, Job, UsedNonce
 from portal.status import RunStatus
 from portal.times import utcnow
 
@@ -66,9 +66,7 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     # have signed the same bytes: nobody can add an id to someone else's spec.
     spec = verified.covered or spec
 
-    existing = db.session.scalar(
-        select(Job).where(Job.spec_hash == verified.spec_hash).options(with_answers())
-    )
+    existing = db.session.scalar(select(Job).where(Job.spec_hash == verified.spec_hash))
     if existing is not None:
         return existing, False
     normalized = jobspec.normalize(spec, ctx.config)
@@ -84,11 +82,11 @@ def submit_jobspec(raw: bytes | str, ctx: IntakeContext, source: str = "api") ->
     estimate.check(cost, budget, normalized)
 
     raw_text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    job = _build_job(job_id, raw_text, verified, key.kid, normalized, ctx.config, now, source)
-    job.estimated_cost_usd, job.max_cost_usd = cost.cost_usd, budget
-    # Nothing spent yet: a known zero when every answer is priced, else unknown until one is.
-    job.cost_usd = 0.0 if cost.cost_usd is not None else None
     try:
+        job = _store_job(job_id, raw_text, verified, key.kid, normalized, ctx.config, now, source)
+        job.estimated_cost_usd, job.max_cost_usd = cost.cost_usd, budget
+        # Nothing spent yet: a known zero when every answer is priced, else unknown until one is.
+        job.cost_usd = 0.0 if cost.cost_usd is not None else None
         db.session.commit()
     except IntegrityError:
         # A concurrent submission won the race: report what it stored, or the conflict.
@@ -125,8 +123,8 @@ def _nonce_error(nonce: str) -> DomainError:
     )
 
 
-def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Job:
-    """Adds the job, its executions and its answers, all queued, to the session."""
+def _store_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Job:
+    """Stores the job, its executions and its answers, all queued, in the open transaction."""
     timeouts = [config.execution.job_timeout_s] + ([spec.timeout_s] if spec.timeout_s else [])
     job = Job(
         id=job_id,
@@ -147,39 +145,65 @@ def _build_job(job_id, raw_text, verified, kid, spec, config, now, source) -> Jo
         deadline_at=now + timedelta(seconds=min(timeouts)),
     )
     db.session.add(job)
-    executions: dict[tuple[str, str], Execution] = {}
-    # The same walk the estimate priced (jobspec.NormalizedSpec.planned).
-    for model, region, question, asked, run in spec.planned():
-        execution = executions.get((model.id, region.id))
-        if execution is None:
-            execution = Execution(
-                job=job,
-                position=len(executions),
-                model_id=model.id,
-                model_name=model.name,
-                model_icon=model.icon,
-                region=region.id,
-                region_name=region.name,
-                provider=region.provider,
-                provider_model=model.provider_model,
-                status=RunStatus.QUEUED,
-            )
-            executions[(model.id, region.id)] = execution
-            db.session.add(execution)
-        execution.answers.append(
-            Answer(
-                question_index=question["index"],
-                question_id=question["id"],
-                prompt=asked["prompt"],
-                language=asked["language"],
-                question_version=asked["version"],
-                run=run,
-                status=RunStatus.QUEUED,
-            )
-        )
     if spec.nonce is not None:
         db.session.add(UsedNonce(public_key=verified.public_key, nonce=spec.nonce, job_id=job_id))
+    # The job's row first (its executions refer to it), then the rows in bulk (issue 26): a
+    # 10,000-answer job as 10,000 ORM objects took seconds to build and flush.
+    db.session.flush()
+    execution_rows: dict[tuple[str, str], dict] = {}
+    answer_rows: list[tuple[tuple[str, str], dict]] = []
+    # The same walk the estimate priced (jobspec.NormalizedSpec.planned), in the order the
+    # answers are stored (their ids give the order within a question).
+    for model, region, question, asked, run in spec.planned():
+        pair = (model.id, region.id)
+        if pair not in execution_rows:
+            execution_rows[pair] = _execution_row(job_id, len(execution_rows), model, region)
+        answer_rows.append((pair, _answer_row(question, asked, run)))
+    ids = _insert_executions(list(execution_rows.values()))
+    execution_ids = dict(zip(execution_rows, ids, strict=True))
+    for pair, row in answer_rows:
+        row["execution_id"] = execution_ids[pair]
+    if answer_rows:
+        db.session.execute(insert(Answer.__table__), [row for _, row in answer_rows])
     return job
+
+
+def _execution_row(job_id: str, position: int, model, region) -> dict:
+    return {
+        "job_id": job_id,
+        "position": position,
+        "model_id": model.id,
+        "model_name": model.name,
+        "model_icon": model.icon,
+        "region": region.id,
+        "region_name": region.name,
+        "provider": region.provider,
+        "provider_model": model.provider_model,
+        "status": RunStatus.QUEUED,
+    }
+
+
+def _answer_row(question: dict, asked: dict, run: int) -> dict:
+    return {
+        "question_index": question["index"],
+        "question_id": question["id"],
+        "prompt": asked["prompt"],
+        "language": asked["language"],
+        "question_version": asked["version"],
+        "run": run,
+        "status": RunStatus.QUEUED,
+        "attempts": 0,
+    }
+
+
+def _insert_executions(rows: list[dict]) -> list[int]:
+    """Inserts the executions in one statement; returns their ids in the rows' order."""
+    if not rows:
+        return []
+    statement = insert(Execution.__table__).returning(
+        Execution.__table__.c.id, sort_by_parameter_order=True
+    )
+    return list(db.session.scalars(statement, rows))
 
 
 def _after_race(verified, job_id: str, nonce: str | None) -> tuple[Job, bool]:

@@ -27,7 +27,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "api.get_comparison_csv": ("baseline",),
     "api.list_job_answers": ("limit", "cursor"),
     "pages.list_jobs": ("before",),
-    "pages.job_detail": ("differs", "baseline", "model"),
+    "pages.job_detail": ("differs", "baseline", "model", "page"),
     "pages.list_questions": (),
     "pages.list_regions": (),
     "pages.cell_detail": ("baseline",),

@@ -8,11 +8,11 @@ job says where to page through them: `GET /api/v1/jobs/<id>/answers?limit=&curso
 from __future__ import annotations
 
 from flask import request, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.db import db
 from portal.engine.jobs import find_job
-from portal.models import Answer, Execution, Job
+from portal.models import Answer, Execution, Job, with_answers
 from portal.web import paging, rendering
 from portal.web.api.blueprint import bp
 
@@ -22,15 +22,29 @@ INLINE_CHARS = 1_000_000
 
 def job_document(job: Job) -> dict:
     """Serializes a job with its executions; answers inline only while the job is small."""
-    doc = job.to_dict(with_executions=True)
-    answers = [a for e in doc["executions"] for a in e["answers"]]
-    chars = sum(len(a["output"] or "") + len(a["error"] or "") for a in answers)
-    if len(answers) <= INLINE_ANSWERS and chars <= INLINE_CHARS:
-        return doc
-    for execution in doc["executions"]:
-        del execution["answers"]
+    # Sized in SQL first (issue 26): a big job's answers are never loaded only to be left out.
+    total, chars = db.session.execute(
+        select(
+            func.count(Answer.id),
+            func.coalesce(
+                func.sum(
+                    func.coalesce(func.length(Answer.output), 0)
+                    + func.coalesce(func.length(Answer.error), 0)
+                ),
+                0,
+            ),
+        )
+        .join(Execution, Answer.execution_id == Execution.id)
+        .where(Execution.job_id == job.id)
+    ).one()
+    if total <= INLINE_ANSWERS and chars <= INLINE_CHARS:
+        # Loaded in three queries whatever `job` came with (lazily: one per answer's judgement).
+        db.session.scalars(select(Job).where(Job.id == job.id).options(with_answers())).all()
+        return job.to_dict(with_executions=True)
+    doc = job.to_dict()
+    doc["executions"] = [e.to_dict() for e in job.executions]
     doc["answers_page"] = {
-        "total": len(answers),
+        "total": total,
         "url": url_for("api.list_job_answers", job_id=job.id),
     }
     return doc

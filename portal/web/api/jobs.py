@@ -85,14 +85,15 @@ def list_jobs():
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     """Returns one job with its counts, executions and answers."""
-    doc = {"job": job_document(find_job(job_id))}
+    doc = {"job": job_document(find_job(job_id, load_answers=False))}
     return rendering.json_response(lambda: doc)
 
 
 @bp.get("/jobs/<job_id>/comparison")
 def get_comparison(job_id: str):
     """Returns how each model's regions differ: classes, similarity, diffs, divergence."""
-    job = find_job(job_id)
+    # Its answers are read only when the comparison is not already at hand (compare.report).
+    job = find_job(job_id, load_answers=False)
     doc = {"comparison": report.job_comparison(job, _baseline())}
     # Megabytes of answers and diffs for a big job: encoded off the event loop.
     return rendering.json_response(lambda: doc)
@@ -101,7 +102,7 @@ def get_comparison(job_id: str):
 @bp.get("/jobs/<job_id>/comparison.csv")
 def get_comparison_csv(job_id: str):
     """Returns the comparison as CSV, one row per model, question, region and run."""
-    job = find_job(job_id)
+    job = find_job(job_id, load_answers=False)
     comparison = report.job_comparison(job, _baseline())
     text = offload.run(compare.comparison_csv, comparison)
     return Response(
@@ -173,7 +174,7 @@ def list_executions():
 @bp.get("/executions/job/<job_id>")
 def list_job_executions(job_id: str):
     """Lists every execution of one job, with answers, in the spec's order."""
-    job = find_job(job_id)
+    job = find_job(job_id, load_answers=False)
     # A big job's executions come without answers, as in its job document.
     doc = {"items": job_document(job)["executions"], "next": None}
     return rendering.json_response(lambda: doc)

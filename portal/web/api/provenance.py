@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import re
 
-from flask import jsonify, request
-from sqlalchemy import func, select
+from flask import Response, jsonify, request, stream_with_context
+from sqlalchemy import select
 
 from portal import settings
 from portal.db import MAX_INT32, db
 from portal.engine.jobs import find_execution, find_job
 from portal.errors import ApiError
-from portal.provenance import cosigning, receipts, tlog
+from portal.provenance import cosigning, evidence, receipts, tlog
 from portal.provenance.log_models import Receipt
 from portal.web import paging, rendering
+from portal.web.api import streaming
 from portal.web.api.blueprint import bp
 
 MAX_ENTRIES = 1000
@@ -112,51 +113,19 @@ def list_entries():
 @bp.get("/jobs/<job_id>/evidence")
 def get_evidence(job_id: str):
     """Returns one file that verifies the job offline: spec, receipts, proofs, checkpoint."""
-    job = find_job(job_id)
+    job = find_job(job_id, load_answers=False)
     s = settings.current()
     # Proved against the newest cosigned checkpoint when it holds every receipt of the job,
     # else against the current one (whatever cosignatures it has).
     checkpoint = cosigning.served_checkpoint(s.log_origin, s.signing_seed, cosigned=True)
-    newest = db.session.scalar(
-        select(func.max(Receipt.log_index)).where(
-            Receipt.execution_id.in_([e.id for e in job.executions])
-        )
-    )
+    newest = evidence.newest_receipt(job.id)
     if newest is not None and newest >= checkpoint["size"]:
         checkpoint = cosigning.served_checkpoint(s.log_origin, s.signing_seed)
-    rows = db.session.scalars(
-        select(Receipt)
-        .where(Receipt.execution_id.in_([e.id for e in job.executions]))
-        .where(Receipt.log_index < checkpoint["size"])
-        .order_by(Receipt.log_index)
-    ).all()
-    doc = {
-        "format": "beacon-evidence-v1",
-        "job": {
-            "id": job.id,
-            "spec_hash": job.spec_hash,
-            "signature_scheme": job.signature_scheme,
-            "spec": job.spec_raw,
-        },
-        "executions": [e.to_dict(with_answers=True) for e in job.executions],
-        "checkpoint": checkpoint,
-        "public_key": s.portal_public_key,
-    }
-    # Proofs read the log's tree on the loop; receipts are decoded (from copies no session
-    # holds) and everything encoded off it.
-    proofs = [
-        (
-            Receipt(body=r.body, signature=r.signature, log_index=r.log_index),
-            tlog.inclusion(r.log_index, checkpoint["size"]),
-        )
-        for r in rows
-    ]
-
-    def build() -> dict:
-        served = [{**receipts.served(r), "inclusion": inclusion} for r, inclusion in proofs]
-        return {**doc, "receipts": served}
-
-    response = rendering.json_response(build)
+    doc = evidence.evidence_document(job, checkpoint, s.portal_public_key)
+    # Streamed (issue 26): megabytes for a big job, never whole in memory.
+    response = Response(
+        stream_with_context(streaming.stream_json(doc)), mimetype="application/json"
+    )
     name = re.sub(r"[^A-Za-z0-9._-]", "_", job.id)
     response.headers["Content-Disposition"] = f'attachment; filename="{name}-evidence.json"'
     return response

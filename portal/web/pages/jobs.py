@@ -36,6 +36,8 @@ from portal.web.pages.job_view import answer_view, job_detail_view, job_row_view
 
 csrf = CSRFProtect()
 PAGE_SIZE = 20
+# A job has at most this many questions (intake's limits), so no page of them goes further.
+MAX_PAGE = 100_000
 FOLD_CHARS = 600
 STATUS_MARKS = {
     JobStatus.QUEUED: "…",
@@ -166,7 +168,7 @@ def list_jobs():
 @bp.get("/jobs/<job_id>/row")
 def job_row(job_id: str):
     """Returns one job's row of the list; htmx polls it while the job is active."""
-    job = find_job(job_id)
+    job = find_job(job_id, load_answers=False)
     if not htmx.is_partial():
         return htmx.redirect_to(url_for("pages.job_detail", job_id=job.id))
     context = {"job": job_row_view(job.to_dict())}
@@ -223,7 +225,8 @@ def _field_for(exc: DomainError) -> str:
 @bp.get("/jobs/<job_id>")
 def job_detail(job_id: str):
     """Shows a job: header, live progress, one group per model with its regions side by side."""
-    job = find_job(job_id)
+    # The view reads only the answers it shows (job_view.job_detail_view).
+    job = find_job(job_id, load_answers=False)
     differs_only = request.args.get("differs") == "1"
     baseline = params.region_id(request.args.get("baseline"), settings.current().config) or None
     if baseline is not None and baseline not in job.regions:
@@ -231,7 +234,8 @@ def job_detail(job_id: str):
     model = request.args.get("model") or None
     if model is not None and model not in job.models:
         abort(404, f"This job has no model {model!r}.")
-    context = job_detail_view(job, differs_only, baseline, model)
+    page = paging.integer(request.args, "page", default=1, minimum=1, maximum=MAX_PAGE)
+    context = job_detail_view(job, differs_only, baseline, model, page)
     context["action_form"] = ActionForm()
     status = 286 if htmx.is_partial() and job.ended else 200
     return htmx.render("job.html", "partials/job_live.html", context, status)
@@ -268,7 +272,7 @@ def execution_detail(execution_id: int):
     execution = find_execution(execution_id)
     context = answer_views.execution_context(execution)
     # Classes come from the job's comparison, as on the job page.
-    comparison = report.job_comparison(find_job(execution.job_id))
+    comparison = report.job_comparison(find_job(execution.job_id, load_answers=False))
     entries = {
         entry["answer_id"]: entry
         for model in comparison["models"]
