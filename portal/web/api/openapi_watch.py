@@ -80,7 +80,7 @@ PATHS = {
             "security": [{"admin": []}],
             "responses": {
                 "202": json_response("submitted and queued", obj({"job": ref("Job")})),
-                **errors(400, 401, 403, 404, 409),
+                **errors(400, 401, 403, 404, 409, 429),
             },
         }
     },
