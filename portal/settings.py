@@ -57,6 +57,18 @@ def current() -> Settings:
     return current_app.extensions["beacon"]
 
 
+def in_own_context(function):
+    """Returns `function` wrapped to run in a fresh context of the app in context (and so with a
+    database session of its own): for work handed to another thread, which has neither."""
+    app = current_app._get_current_object()
+
+    def run(*args, **kwargs):
+        with app.app_context():
+            return function(*args, **kwargs)
+
+    return run
+
+
 def load_settings(app: Flask, overrides: dict) -> Settings:
     """Reads the environment (with `overrides` first) into app config and a `Settings`."""
 

@@ -236,7 +236,18 @@ def store_classes(job: Job, doc: dict) -> int:
 
 
 def precompute(job_id: str) -> None:
-    """Computes and caches an ended job's comparison, so no page view has to wait for it."""
+    """Computes and caches an ended job's comparison, so no page view has to wait for it.
+
+    All of it runs on the offload's background thread, in an app context (so a database
+    session) of its own: loading a big job's answers through the ORM costs as much CPU as
+    comparing them, and on the event loop, or queued before the pages and JSON handed to the
+    offload, it held back every request of the worker, first of all the poll that reads the
+    job `completed` (0.38 s for 900 answers on SQLite, docs/benchmarks.md).
+    """
+    offload.in_background(settings.in_own_context(_precompute), job_id)
+
+
+def _precompute(job_id: str) -> None:
     job = db.session.scalar(select(Job).where(Job.id == job_id).options(with_answers()))
     if job is None or not job.ended:
         return
