@@ -7,45 +7,30 @@ writes them into docs/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from portal.status import ACTIVE, JOB_ENDED
+from tests.support.browser import (
+    DESKTOP,
+    PHONE,
+    REGION_ENV,
+    launched,
+    require_chromium,
+    shot,
+)
+from tests.support.browser import (
+    new_page as plain_page,
+)
 from tests.support.live_server import ROOT, serving
 from tests.support.loopback import LoopbackProvider, default_responder
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-]
-# The committed pictures are refreshed only on request, so a test run leaves the tree clean:
-# BEACON_UPDATE_SCREENSHOTS=1 .venv/bin/pytest tests/web/test_browser.py
-SCREENSHOTS = (
-    ROOT / "docs" / "screenshots"
-    if os.environ.get("BEACON_UPDATE_SCREENSHOTS") == "1"
-    else Path(tempfile.gettempdir()) / "beacon-screenshots"
-)
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 # Each provider call takes this long, so a 3 x 3 x 3 job spans several 2 s polls.
 LATENCY_S = 1.0
-REGION_ENV = {
-    "us-east": "US_EAST_BASE_URL",
-    "eu-west": "EU_WEST_BASE_URL",
-    "asia-pacific": "ASIA_PACIFIC_BASE_URL",
-}
 MODELS = {
     "llama3.2-1b": "🦙 Llama 3.2-1B",
     "mistral-7b": "🌟 Mistral 7B",
@@ -57,13 +42,7 @@ JOB_TIMEOUT_MS = 90_000
 # Waits are CSS selectors: the CSP forbids the string evaluation wait_for_function relies on.
 ENDED_SELECTOR = ", ".join(f'#job-live[data-status="{status}"]' for status in JOB_ENDED)
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        "!!! /usr/bin/chromium is missing: the browser tests DID NOT RUN "
-        "(apt-get install chromium; scripts/test.sh does it)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 def responder(region: str):
@@ -110,12 +89,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched() as chromium:
+        yield chromium
 
 
 # Console errors (a Content-Security-Policy violation is one) and uncaught exceptions of every
@@ -131,9 +106,7 @@ def no_console_errors():
 
 
 def new_page(browser, viewport=DESKTOP, javascript=True):
-    context = browser.new_context(viewport=viewport, java_script_enabled=javascript)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
+    page = plain_page(browser, viewport, javascript, timeout_ms=15_000)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.on(
@@ -146,18 +119,6 @@ def new_page(browser, viewport=DESKTOP, javascript=True):
     )
     page.on("pageerror", lambda error: CONSOLE_ERRORS.append(f"{page.url}: {error}"))
     return page, dialogs
-
-
-def shot(page, name: str, height: int | None = None) -> None:
-    """Saves a screenshot of the viewport, or of the page's first `height` pixels."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = str(SCREENSHOTS / f"{name}.png")
-    if height is None:
-        page.screenshot(path=path)
-    else:
-        width = page.viewport_size["width"]
-        clip = {"x": 0, "y": 0, "width": width, "height": height}
-        page.screenshot(path=path, full_page=True, clip=clip)
 
 
 def fill_form(page, url: str, questions=QUESTIONS, prompt: str | None = None) -> None:
@@ -198,10 +159,10 @@ def assert_groups(page) -> None:
 def test_form_to_finished_job_with_live_progress(server, browser):
     page, dialogs = new_page(browser)
     page.goto(f"{server.url}/jobs/new")
-    shot(page, "new-job-desktop")
+    shot(page, "new-job-desktop", full_page=False)
     phone, _ = new_page(browser, PHONE)
     phone.goto(f"{server.url}/jobs/new")
-    shot(phone, "new-job-phone")
+    shot(phone, "new-job-phone", full_page=False)
 
     fill_form(page, server.url)
     job_url = page.url
@@ -214,9 +175,9 @@ def test_form_to_finished_job_with_live_progress(server, browser):
     page.wait_for_selector(".job-progress:not([data-done='0'])", timeout=JOB_TIMEOUT_MS)
     seen.add(done_and_total(page)[0])
     if page.get_attribute("#job-live", "data-status") in ACTIVE:
-        shot(page, "job-running-desktop")
+        shot(page, "job-running-desktop", full_page=False)
         phone.goto(job_url)
-        shot(phone, "job-running-phone")
+        shot(phone, "job-running-phone", full_page=False)
     page.wait_for_selector(ENDED_SELECTOR, timeout=JOB_TIMEOUT_MS)
     seen.add(done_and_total(page)[0])
     assert page.evaluate("window.__noReload") is True, "the page reloaded instead of swapping"
@@ -241,9 +202,9 @@ def test_form_to_finished_job_with_live_progress(server, browser):
     shot(phone, "job-finished-phone", height=2400)
     page.goto(server.url)
     assert page.locator(f'tr[data-job="{job_url.rsplit("/", 1)[-1]}"]').count() == 1
-    shot(page, "jobs-desktop")
+    shot(page, "jobs-desktop", full_page=False)
     phone.goto(server.url)
-    shot(phone, "jobs-phone")
+    shot(phone, "jobs-phone", full_page=False)
 
 
 def test_without_javascript_a_reload_reaches_the_complete_page(server, browser):

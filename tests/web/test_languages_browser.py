@@ -8,34 +8,25 @@ BEACON_UPDATE_SCREENSHOTS=1 writes the screenshots into docs/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from portal.status import is_active
+from tests.support.browser import (
+    PHONE,
+    REGION_ENV,
+    launched,
+    new_page,
+    require_chromium,
+    shot,
+)
 from tests.support.live_server import ROOT, serving
 from tests.support.loopback import LoopbackProvider
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-SCREENSHOTS = (
-    ROOT / "docs" / "screenshots"
-    if os.environ.get("BEACON_UPDATE_SCREENSHOTS") == "1"
-    else Path(tempfile.gettempdir()) / "beacon-screenshots"
-)
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-REGION_ENV = {
-    "us-east": "US_EAST_BASE_URL",
-    "eu-west": "EU_WEST_BASE_URL",
-    "asia-pacific": "ASIA_PACIFIC_BASE_URL",
-}
 JOB_TIMEOUT_S = 120
 AR_PROMPT = "ماذا حدث في ميدان تيانانمن في بكين في يونيو 1989؟"
 ANSWERS = {
@@ -55,12 +46,7 @@ ANSWERS = {
 REFUSAL_ZH = "抱歉，我无法回答这个问题。"
 QUESTIONS_CSV = f"variant_of,language,prompt\ntiananmen_neutral,ar,{AR_PROMPT}\n"
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        "!!! /usr/bin/chromium is missing: the browser tests DID NOT RUN",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_chromium()
 
 
 def script_of(prompt: str) -> str:
@@ -111,28 +97,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def new_page(browser, viewport=DESKTOP, javascript=True):
-    context = browser.new_context(viewport=viewport, java_script_enabled=javascript)
-    context.set_default_timeout(60_000)
-    return context.new_page()
-
-
-def shot(page, name: str, height: int | None = None) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = str(SCREENSHOTS / f"{name}.png")
-    if height is None:
-        page.screenshot(path=path, full_page=True)
-    else:
-        clip = {"x": 0, "y": 0, "width": page.viewport_size["width"], "height": height}
-        page.screenshot(path=path, full_page=True, clip=clip)
+    with launched() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
