@@ -38,12 +38,6 @@ JOBS = 10
 RUN_FOR_S = 540
 
 
-def two_workers() -> list[str]:
-    command = gunicorn_command()
-    command[command.index("--workers") + 1] = "2"
-    return command
-
-
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_two_witnesses_cosign_a_two_worker_run(tmp_path, database_url, signer):
@@ -82,7 +76,7 @@ def test_two_witnesses_cosign_a_two_worker_run(tmp_path, database_url, signer):
             tmp_path,
         )
         upgrade_database(env, tmp_path / "upgrade.log")
-        server = LiveServer(env, tmp_path / "gunicorn.log", command=two_workers())
+        server = LiveServer(env, tmp_path / "gunicorn.log", command=gunicorn_command(workers=2))
         try:
             url = server.wait_ready(timeout=120)
             run_and_check(url, tmp_path, signer, keys, names, database_url)

@@ -97,8 +97,9 @@ class Process:
         self._log.close()
 
 
-def gunicorn_command() -> list[str]:
-    """Returns the command serving the portal with one gevent worker on a free loopback port."""
+def gunicorn_command(workers: int = 1) -> list[str]:
+    """Returns the command serving the portal with `workers` gevent workers on a free loopback
+    port."""
     return [
         str(BIN / "gunicorn"),
         "wsgi:app",
@@ -108,7 +109,7 @@ def gunicorn_command() -> list[str]:
         "-c",
         "gunicorn.conf.py",
         "--workers",
-        "1",
+        str(workers),
         # Port 0: the kernel picks a free port and gunicorn logs it, so there is no race.
         "--bind",
         "127.0.0.1:0",
